@@ -1,0 +1,40 @@
+"""Project tasks. `nox` alone runs what CI runs: both test sessions, lint and typecheck."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "tests_latest_aiohttp", "lint", "typecheck"]
+
+PACKAGES = ["pacspace_async", "pacspace_sync"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite, on aiohttp < 3.14 (what aioresponses needs)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def tests_latest_aiohttp(session: nox.Session) -> None:
+    """Every test that needs no aioresponses, on the newest aiohttp release (what users get)."""
+    session.install("-e", ".[test-core]")
+    session.install("--upgrade", "aiohttp")
+    session.run("python", "-c", "import aiohttp; print('aiohttp', aiohttp.__version__)")
+    session.run("pytest", "-q", "--ignore=tests/mocked", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on both packages."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", *(f"--package={package}" for package in PACKAGES))

@@ -1,0 +1,212 @@
+"""`AsyncPacSpace`: configuration, resources, key rotation and the client's lifetime."""
+
+from __future__ import annotations
+
+import os
+import ssl as _ssl
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from ._credentials import (
+    ApiKey,
+    Credentials,
+    KeySource,
+    default_key_source,
+    initial_environment,
+    to_key_source,
+)
+from ._environments import Environment, check_routing, resolve_base_urls
+from ._errors import ConfigurationError, EnvironmentMismatchError, InvalidArgumentError
+from ._logging import configure_from_env
+from ._requester import AuthErrorHook, Clock, Requester, Settings
+from ._retry import RetryPolicy
+from ._transport import Transport
+from .models.verify import ProofVerification
+from .resources.balance import AsyncBalance
+from .resources.verify import AsyncVerification
+
+__all__ = ["AsyncPacSpace"]
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _retries(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"max_retries must be an int >= 0, got {value!r}")
+    return value
+
+
+class AsyncPacSpace:
+    """The async PacSpace client: one per event loop, shared by every task on it.
+
+    >>> async with AsyncPacSpace() as pac:          # key from PACSPACE_API_KEY
+    ...     rec = await pac.balance.emit(customer_id="cust_1", delta=Decimal("-1"), reason="usage")
+    """
+
+    balance: AsyncBalance
+
+    def __init__(
+        self,
+        api_key: KeySource | None = None,
+        *,
+        environment: Environment | str | None = None,
+        base_urls: Mapping[Environment | str, str] | None = None,
+        timeout: float = 30.0,
+        deadline: float = 120.0,
+        max_retries: int = 2,
+        max_retry_after: float = 60.0,
+        pool_limit: int = 100,
+        on_auth_error: AuthErrorHook | None = None,
+        webhook_secret: str | None = None,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
+        configure_from_env()
+        source = default_key_source() if api_key is None else to_key_source(api_key)
+        explicit = None if environment is None else Environment.coerce(environment)
+        resolved = initial_environment(source, explicit)
+        urls = resolve_base_urls(base_urls)
+        check_routing(key_environment=resolved, explicit=None, base_url=urls[resolved])
+        if isinstance(pool_limit, bool) or not isinstance(pool_limit, int) or pool_limit < 1:
+            raise InvalidArgumentError(f"pool_limit must be an int >= 1, got {pool_limit!r}")
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise ConfigurationError("ssl must be an ssl.SSLContext")
+        if on_auth_error is not None and not callable(on_auth_error):
+            raise ConfigurationError("on_auth_error must be a callable taking the error")
+        settings = Settings(
+            base_urls=urls,
+            timeout=_positive("timeout", timeout),
+            deadline=_positive("deadline", deadline),
+            policy=RetryPolicy(_retries(max_retries), _positive("max_retry_after", max_retry_after)),
+            on_auth_error=on_auth_error,
+        )
+        requester = Requester(Transport(pool_limit=pool_limit, ssl=ssl), Credentials(source, resolved), settings)
+        self._setup(requester, webhook_secret or os.environ.get("PACSPACE_WEBHOOK_SECRET"))
+
+    def _setup(self, requester: Requester, webhook_secret: str | None) -> None:
+        self._requester = requester
+        self._webhook_secret = webhook_secret
+        self.balance = AsyncBalance(requester)
+        self._verification = AsyncVerification(requester)
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def environment(self) -> Environment:
+        """Where this client's traffic goes (decided by the key's prefix)."""
+        return self._requester.credentials.environment
+
+    @property
+    def key_id(self) -> str | None:
+        """``pk_test_PUBLICID`` of the current key (never the secret); None without a key."""
+        return self._requester.credentials.key_id
+
+    @property
+    def base_url(self) -> str:
+        return self._requester.settings.base_urls[self.environment]
+
+    def __repr__(self) -> str:
+        return f"AsyncPacSpace(environment={self.environment.value!r}, key_id={self.key_id!r})"
+
+    # --- public calls -----------------------------------------------------------------------
+
+    async def verify(
+        self,
+        proof_root: str,
+        *,
+        source: str | None = None,
+        environment: Environment | str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ProofVerification:
+        """Check a proof root publicly. No key is sent; works on a keyless client.
+
+        >>> result = await AsyncPacSpace().verify("0x7f...", source="both")
+        """
+        return await self._verification.verify(
+            proof_root,
+            source=source,
+            environment=environment,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+
+    # --- configuration ----------------------------------------------------------------------
+
+    async def rotate_key(self, api_key: KeySource) -> None:
+        """Swap the key atomically; requests already sent finish with the old one.
+
+        A key of the other environment is refused and the old key stays in use.
+        """
+        new = to_key_source(api_key)
+        if isinstance(new, ApiKey) and new.environment is not self.environment:
+            raise EnvironmentMismatchError(
+                f"key {new.key_id} belongs to {new.environment.value}, but this client serves "
+                f"{self.environment.value}; the old key stays in use"
+            )
+        await self._requester.credentials.rotate(new)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
+        max_retry_after: float | None = None,
+        on_auth_error: AuthErrorHook | None = None,
+    ) -> AsyncPacSpace:
+        """A copy with other defaults that shares this client's pools and key.
+
+        >>> fast = pac.with_options(timeout=5, max_retries=0)
+        """
+        settings = self._requester.settings
+        changes: dict[str, Any] = {}
+        if timeout is not None:
+            changes["timeout"] = _positive("timeout", timeout)
+        if deadline is not None:
+            changes["deadline"] = _positive("deadline", deadline)
+        if max_retries is not None or max_retry_after is not None:
+            changes["policy"] = RetryPolicy(
+                settings.policy.max_retries if max_retries is None else _retries(max_retries),
+                settings.policy.max_retry_after
+                if max_retry_after is None
+                else _positive("max_retry_after", max_retry_after),
+            )
+        if on_auth_error is not None:
+            changes["on_auth_error"] = on_auth_error
+        copy = object.__new__(type(self))
+        copy._setup(self._requester.with_settings(**changes), self._webhook_secret)
+        return copy
+
+    def _with_clock(self, clock: Clock) -> AsyncPacSpace:
+        """A copy whose waits and time go through `clock` (for tests and the emulator)."""
+        copy = object.__new__(type(self))
+        copy._setup(self._requester.with_settings(clock=clock), self._webhook_secret)
+        return copy
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        return self._requester.transport.closed
+
+    async def aclose(self) -> None:
+        """Close every connection pool (shared with `with_options` copies). Idempotent."""
+        await self._requester.transport.aclose()
+
+    async def __aenter__(self) -> AsyncPacSpace:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,132 @@
+"""The one cattrs converter: camelCase on the wire, snake_case attrs models in Python.
+
+Models are forward compatible: unknown fields are ignored by the typed attributes but kept
+in ``.raw``; unknown status values stay the strings the server sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._errors import PacSpaceError
+
+__all__ = ["converter", "structure", "raw_field", "local_field", "to_decimal", "parse_datetime"]
+
+T = TypeVar("T")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_NOT_ON_WIRE = "pacspace_not_on_wire"
+
+
+def raw_field() -> Any:
+    """The decoded JSON of the object, kept whole (not compared, not shown in repr)."""
+    return attrs.field(default=_EMPTY, eq=False, repr=False, metadata={_NOT_ON_WIRE: True})
+
+
+def local_field(default: Any = None) -> Any:
+    """A field the SDK fills in (such as the idempotency key sent), not read from the wire."""
+    return attrs.field(default=default, metadata={_NOT_ON_WIRE: True})
+
+
+def camel(name: str) -> str:
+    """``record_id`` → ``recordId``."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def to_decimal(value: object) -> Decimal:
+    """Money from the wire or from a caller: int, str or Decimal (floats via their repr)."""
+    if isinstance(value, bool):
+        raise TypeError("a bool is not an amount")
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, (int, str)):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number") from None
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    raise TypeError(f"{type(value).__name__} is not an amount")
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_datetime(value: object) -> datetime:
+    """ISO 8601 (``Z`` or an offset; naive means UTC) or epoch seconds → aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    if not isinstance(value, str):
+        raise TypeError(f"{type(value).__name__} is not a timestamp")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python 3.10 accepts only 3 or 6 fractional digits.
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+converter = cattrs.Converter()
+converter.register_structure_hook(Decimal, lambda value, _: to_decimal(value))
+converter.register_structure_hook(datetime, lambda value, _: parse_datetime(value))
+
+
+def _model_hook(cls: type[Any]) -> Any:
+    fields = attrs.fields(cls)
+    overrides = {
+        field.name: override(omit=True) if field.metadata.get(_NOT_ON_WIRE) else override(rename=camel(field.name))
+        for field in fields
+    }
+    build = make_dict_structure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
+    keeps_raw = any(field.name == "raw" for field in fields)
+
+    def structure_model(value: Any, _: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a JSON object for {cls.__name__}, got {type(value).__name__}")
+        model = build(value, cls)
+        if keeps_raw:
+            # The instance was built a moment ago and nobody else holds it: filling in `raw`
+            # directly avoids copying every model with attrs.evolve on the hot path.
+            object.__setattr__(model, "raw", value)
+        return model
+
+    return structure_model
+
+
+converter.register_structure_hook_factory(attrs.has, _model_hook)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Build a model from decoded JSON, or say plainly that the answer was not understood."""
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        detail = "; ".join(_leaves(exc))
+        raise PacSpaceError(
+            f"PacSpace answered with a {cls.__name__} this SDK cannot read ({detail}); "
+            "please report it with the request id"
+        ) from None
+
+
+def _leaves(exc: BaseException) -> list[str]:
+    if isinstance(exc, cattrs.BaseValidationError):
+        found: list[str] = []
+        for inner in exc.exceptions:
+            found.extend(_leaves(inner))
+        return found[:3]
+    if isinstance(exc, KeyError):
+        return [f"missing field {exc.args[0]!r}"]
+    return [f"{type(exc).__name__}: {exc}"]

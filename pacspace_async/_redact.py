@@ -1,0 +1,25 @@
+"""Scrub anything shaped like an API key secret out of text meant for people.
+
+The SDK never formats a secret on purpose; this is the second line of defence for text
+it does not control (server messages, user log calls, exception chains).
+"""
+
+from __future__ import annotations
+
+import re
+
+REDACTED = "****"
+
+# pk_{test|live}_{publicId}.{secret}: keep the public part, which is safe to show.
+_KEY_SHAPED = re.compile(r"(pk_(?:test|live)_[^\s.]*)\.[^\s\"',;)\]}>]+")
+
+
+def redact(text: str) -> str:
+    """Replace the secret half of every key-shaped token.
+
+    >>> redact("key pk_live_abc.s3cr3t rejected")
+    'key pk_live_abc.**** rejected'
+    """
+    if "pk_" not in text:
+        return text
+    return _KEY_SHAPED.sub(rf"\1.{REDACTED}", text)

@@ -1,0 +1,344 @@
+"""One API call: headers, the key, attempts, waits, the idempotency key, and the error.
+
+Resources describe a call; this module carries it out. It is the only place that decides
+whether to try again, so the rules of `_retry` are applied exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import attrs
+from multidict import CIMultiDictProxy
+
+from . import _json
+from ._credentials import Credentials
+from ._environments import Environment
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ErrorAction,
+    InvalidArgumentError,
+    MissingApiKeyError,
+    error_code,
+    error_from_response,
+)
+from ._idempotency import IdempotencyKeys
+from ._logging import logger
+from ._retry import RetryPolicy, parse_retry_after
+from ._transport import Transport, TransportFailure
+from ._version import __version__
+
+__all__ = ["Requester", "Settings", "Clock", "APIResponse", "AuthErrorHook"]
+
+USER_AGENT = f"pacspace-python/{__version__}"
+_RESERVED_HEADERS = frozenset({"x-api-key", "idempotency-key", "host", "content-length"})
+
+AuthErrorHook = Callable[[APIStatusError], "Awaitable[None] | None"]
+
+
+@attrs.frozen
+class Clock:
+    """Time as the retry loop sees it; tests swap it so no test really waits."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    jitter: Callable[[float, float], float] = random.uniform
+
+
+@attrs.frozen
+class Settings:
+    """What `with_options` may change; everything else is shared between copies."""
+
+    base_urls: Mapping[Environment, str]
+    timeout: float = 30.0
+    deadline: float = 120.0
+    policy: RetryPolicy = attrs.Factory(RetryPolicy)
+    on_auth_error: AuthErrorHook | None = None
+    clock: Clock = attrs.Factory(Clock)
+
+
+@attrs.frozen
+class APIResponse:
+    """A successful answer: the unwrapped ``data`` and what identifies the exchange."""
+
+    status: int
+    data: Any
+    body: Any
+    headers: CIMultiDictProxy[str]
+    request_id: str | None
+    idempotency_key: str | None
+
+
+def unwrap(body: Any) -> Any:
+    """``{"success": true, "data": ...}`` and ``{"statusCode": 200, "data": ...}`` → data."""
+    if isinstance(body, dict) and "data" in body and ("success" in body or "statusCode" in body):
+        return body["data"]
+    return body
+
+
+def _query_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return _json.decimal_text(value)
+    return str(value)
+
+
+def build_query(query: Mapping[str, object] | None) -> str:
+    """``?a=1&b=x`` without the None values, or an empty string."""
+    if not query:
+        return ""
+    pairs = [(name, _query_value(value)) for name, value in query.items() if value is not None]
+    return f"?{urlencode(pairs)}" if pairs else ""
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    return headers.get("X-Request-Id") or headers.get("request-id")
+
+
+def _checked_extra_headers(extra: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not extra:
+        return {}
+    for name, value in extra.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidArgumentError("extra_headers must map str names to str values")
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidArgumentError(
+                f"extra_headers may not set {name}: the key comes from api_key= and rotate_key(), "
+                "the idempotency key from idempotency_key="
+            )
+    return extra
+
+
+class Requester:
+    """Carries out calls for one client and its `with_options` copies."""
+
+    def __init__(self, transport: Transport, credentials: Credentials, settings: Settings) -> None:
+        self.transport = transport
+        self.credentials = credentials
+        self.settings = settings
+        self.idempotency = IdempotencyKeys(credentials.environment)
+        self._static_headers = {
+            environment: {
+                "User-Agent": USER_AGENT,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "X-Chain-Id": str(environment.chain_id),
+            }
+            for environment in Environment
+        }
+
+    def with_settings(self, **changes: Any) -> Requester:
+        return Requester(self.transport, self.credentials, attrs.evolve(self.settings, **changes))
+
+    def idempotency_key_for(
+        self,
+        *,
+        caller_key: str | None,
+        reference: str | None,
+        operation: str,
+    ) -> str:
+        """The caller's key, else one derived from the business reference, else a fresh one."""
+        if caller_key is not None:
+            return self.idempotency.from_caller(caller_key)
+        if reference is not None:
+            return self.idempotency.for_reference(reference, operation=operation)
+        return self.idempotency.fresh(operation)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, object] | None = None,
+        json: Any = None,
+        authenticated: bool = True,
+        environment: Environment | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> APIResponse:
+        """Send until success, a final error, the retry budget or the deadline.
+
+        `idempotency_key` is the finished key (see `idempotency_key_for`); every attempt of
+        this call sends the very same one.
+        """
+        settings = self.settings
+        clock = settings.clock
+        policy = settings.policy
+        retry_budget = policy.max_retries if max_retries is None else max_retries
+        attempt_timeout = settings.timeout if timeout is None else timeout
+        if retry_budget < 0 or attempt_timeout <= 0:
+            raise InvalidArgumentError("max_retries must be >= 0 and timeout > 0")
+        environment = environment or self.credentials.environment
+        url = f"{settings.base_urls[environment]}{path}{build_query(query)}"
+        body = None if json is None else _json.dumps(json)
+        headers = dict(self._static_headers[environment])
+        headers.update(_checked_extra_headers(extra_headers))
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        if authenticated and not self.credentials.has_key:
+            raise MissingApiKeyError(
+                f"{method} {path} needs an API key; pass api_key= or set PACSPACE_API_KEY "
+                "(only verify() works without one)"
+            )
+
+        started = clock.monotonic()
+        deadline_at = started + settings.deadline
+        retries = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            key_id: str | None = None
+            if authenticated:
+                key = await self.credentials.current()
+                if key is None:  # rotated to nothing: cannot happen through the public API
+                    raise MissingApiKeyError(f"{method} {path} needs an API key")
+                headers["X-Api-Key"] = key.header_value()
+                key_id = key.key_id
+            remaining = deadline_at - clock.monotonic()
+            if remaining <= 0:
+                raise APITimeoutError(
+                    f"the call's deadline of {settings.deadline:g}s passed",
+                    method=method,
+                    path=path,
+                    idempotency_key=idempotency_key,
+                    retries_taken=retries,
+                )
+            sent_at = clock.monotonic()
+            try:
+                raw = await self.transport.send(
+                    environment,
+                    method,
+                    url,
+                    headers=headers,
+                    body=body,
+                    timeout=min(attempt_timeout, remaining),
+                )
+            except TransportFailure as failure:
+                error_type = APITimeoutError if failure.timeout else APIConnectionError
+                connection_error = error_type(
+                    str(failure),
+                    method=method,
+                    path=path,
+                    idempotency_key=idempotency_key,
+                    retries_taken=retries,
+                    action=None if failure.retryable else ErrorAction.ALERT_OPERATOR,
+                )
+                if failure.retryable and retries < retry_budget:
+                    delay = policy.delay(retries, None, jitter=clock.jitter)
+                    if clock.monotonic() + delay < deadline_at:
+                        self._log_retry(method, path, str(failure), delay, retries + 1, retry_budget, None, key_id)
+                        await clock.sleep(delay)
+                        retries += 1
+                        continue
+                raise connection_error from None
+
+            status = raw.status
+            decoded = _json.loads(raw.body)
+            request_id = _request_id(raw.headers)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %s (attempt %d, %.1f ms, request_id=%s, key_id=%s)",
+                    method,
+                    path,
+                    status,
+                    attempt,
+                    (clock.monotonic() - sent_at) * 1000,
+                    request_id,
+                    key_id,
+                )
+            if 200 <= status < 300:
+                if error_code(decoded) != "IDEMPOTENCY_PENDING":
+                    return APIResponse(status, unwrap(decoded), decoded, raw.headers, request_id, idempotency_key)
+                # The first request with this key is still running server-side: wait, resend.
+                hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
+                delay = policy.delay(min(attempt - 1, 4), hint, jitter=clock.jitter)
+                if clock.monotonic() + delay >= deadline_at:
+                    raise APITimeoutError(
+                        "the first request with this idempotency key was still in progress at the "
+                        f"deadline ({settings.deadline:g}s); call again later with the same idempotency_key",
+                        method=method,
+                        path=path,
+                        idempotency_key=idempotency_key,
+                        retries_taken=retries,
+                    )
+                self._log_retry(method, path, "202 IDEMPOTENCY_PENDING", delay, None, None, request_id, key_id)
+                await clock.sleep(delay)
+                continue
+
+            hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
+            error = error_from_response(
+                status=status,
+                body=decoded,
+                method=method,
+                path=path,
+                request_id=request_id,
+                idempotency_key=idempotency_key,
+                retries_taken=retries,
+                key_id=key_id,
+                retry_after=hint if status in (429, 503) else None,
+            )
+            if status in (401, 403):
+                await self._auth_failed(error)
+                raise error
+            if not policy.is_retryable_status(status, decoded) or retries >= retry_budget:
+                raise error
+            if hint is not None and hint > policy.max_retry_after:
+                raise error
+            delay = policy.delay(retries, hint, jitter=clock.jitter)
+            if clock.monotonic() + delay >= deadline_at:
+                raise error
+            self._log_retry(method, path, str(status), delay, retries + 1, retry_budget, request_id, key_id)
+            await clock.sleep(delay)
+            retries += 1
+
+    async def _auth_failed(self, error: APIStatusError) -> None:
+        if error.status == 401:
+            self.credentials.after_auth_failure()
+        hook = self.settings.on_auth_error
+        if hook is None:
+            return
+        try:
+            result = hook(error)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # the hook must not hide the auth error from the caller
+            logger.warning("on_auth_error hook raised %s: %s", type(exc).__name__, exc)
+
+    @staticmethod
+    def _log_retry(
+        method: str,
+        path: str,
+        why: str,
+        delay: float,
+        retry: int | None,
+        budget: int | None,
+        request_id: str | None,
+        key_id: str | None,
+    ) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        count = f"retry {retry} of {budget}" if retry is not None else "waiting"
+        logger.info(
+            "%s %s: %s; %s in %.2fs (request_id=%s, key_id=%s)",
+            method,
+            path,
+            why,
+            count,
+            delay,
+            request_id,
+            key_id,
+        )
