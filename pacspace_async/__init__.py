@@ -1,6 +1,6 @@
 """pacspace_async: the async Python SDK for the PacSpace Balance API."""
 
-from . import errors, models
+from . import errors, models, webhooks
 from ._client import AsyncPacSpace
 from ._credentials import ApiKey, KeyProvider
 from ._environments import Environment
@@ -35,7 +35,44 @@ from ._errors import (
 )
 from ._idempotency import IdempotencyKeys
 from ._version import __version__
-from .models import DeltaRecord, DeltaStatus, ProofVerification, VerificationSummary
+from .models import (
+    BalanceComparison,
+    BatchItemResult,
+    BatchResult,
+    Checkpoint,
+    Customer,
+    CustomerListItem,
+    CustomersSummary,
+    DeltaInput,
+    DeltaRecord,
+    DeltaStatus,
+    DerivedBalance,
+    FlushReport,
+    ProofVerification,
+    Receipt,
+    ScopeLimits,
+    SequenceGaps,
+    SummaryFailure,
+    SummaryProfile,
+    SummaryQueueState,
+    Usage,
+    VerificationSummary,
+    WebhookDelivery,
+)
+from .pagination import AsyncPage, AsyncPaginator
+from .resources.summaries import summary_reference_id
+from .webhooks import (
+    CheckpointVerifiedData,
+    DeltaFailedData,
+    DeltaVerifiedData,
+    InMemoryReplayCache,
+    RecordCommittedData,
+    RecordFailedData,
+    ReplayCache,
+    WebhookEvent,
+    WebhookVerifier,
+    signature_header,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -43,19 +80,35 @@ __all__ = [
     "APITimeoutError",
     "ApiKey",
     "AsyncPacSpace",
+    "AsyncPage",
+    "AsyncPaginator",
     "AuthenticationError",
     "BadRequestError",
+    "BalanceComparison",
+    "BatchItemResult",
+    "BatchResult",
     "CadenceLimitError",
+    "Checkpoint",
+    "CheckpointVerifiedData",
     "ConfigurationError",
     "ConflictError",
     "ContractNotDeployedError",
+    "Customer",
+    "CustomerListItem",
+    "CustomersSummary",
+    "DeltaFailedData",
+    "DeltaInput",
     "DeltaRecord",
     "DeltaStatus",
+    "DeltaVerifiedData",
+    "DerivedBalance",
     "Environment",
     "EnvironmentMismatchError",
     "ErrorAction",
+    "FlushReport",
     "IdempotencyConflictError",
     "IdempotencyKeys",
+    "InMemoryReplayCache",
     "InsufficientCreditsError",
     "InvalidApiKeyError",
     "InvalidArgumentError",
@@ -67,14 +120,30 @@ __all__ = [
     "PermissionDeniedError",
     "ProofVerification",
     "RateLimitError",
+    "Receipt",
+    "RecordCommittedData",
+    "RecordFailedData",
+    "ReplayCache",
+    "ScopeLimits",
     "ScopeTooWideError",
+    "SequenceGaps",
     "ServerError",
     "ServiceUnavailableError",
+    "SummaryFailure",
+    "SummaryProfile",
+    "SummaryQueueState",
     "UnprocessableEntityError",
+    "Usage",
     "VerificationSummary",
     "VerificationTimeoutError",
+    "WebhookDelivery",
+    "WebhookEvent",
     "WebhookVerificationError",
-    "__version__",
+    "WebhookVerifier",
     "errors",
     "models",
+    "signature_header",
+    "summary_reference_id",
+    "webhooks",
+    "__version__",
 ]

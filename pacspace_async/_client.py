@@ -24,7 +24,12 @@ from ._retry import RetryPolicy
 from ._transport import Transport
 from .models.verify import ProofVerification
 from .resources.balance import AsyncBalance
+from .resources.checkpoints import AsyncCheckpoints
+from .resources.customers import AsyncCustomers
+from .resources.summaries import AsyncSummaries
 from .resources.verify import AsyncVerification
+from .resources.webhook_deliveries import AsyncWebhookDeliveries
+from .webhooks import SECRET_ENV_VAR, WebhookVerifier
 
 __all__ = ["AsyncPacSpace"]
 
@@ -49,6 +54,10 @@ class AsyncPacSpace:
     """
 
     balance: AsyncBalance
+    checkpoints: AsyncCheckpoints
+    customers: AsyncCustomers
+    webhook_deliveries: AsyncWebhookDeliveries
+    summaries: AsyncSummaries
 
     def __init__(
         self,
@@ -84,13 +93,21 @@ class AsyncPacSpace:
             policy=RetryPolicy(_retries(max_retries), _positive("max_retry_after", max_retry_after)),
             on_auth_error=on_auth_error,
         )
+        webhooks = None
+        if webhook_secret is not None or SECRET_ENV_VAR in os.environ:
+            webhooks = WebhookVerifier(webhook_secret)
         requester = Requester(Transport(pool_limit=pool_limit, ssl=ssl), Credentials(source, resolved), settings)
-        self._setup(requester, webhook_secret or os.environ.get("PACSPACE_WEBHOOK_SECRET"))
+        self._setup(requester, webhooks, None)
 
-    def _setup(self, requester: Requester, webhook_secret: str | None) -> None:
+    def _setup(self, requester: Requester, webhooks: WebhookVerifier | None, summaries: AsyncSummaries | None) -> None:
         self._requester = requester
-        self._webhook_secret = webhook_secret
+        self._webhooks = webhooks
         self.balance = AsyncBalance(requester)
+        # One queue per client: copies made by with_options share it, like the pools.
+        self.summaries = summaries or AsyncSummaries(self.balance, requester.settings.clock)
+        self.checkpoints = AsyncCheckpoints(requester)
+        self.customers = AsyncCustomers(requester)
+        self.webhook_deliveries = AsyncWebhookDeliveries(requester)
         self._verification = AsyncVerification(requester)
 
     # --- identity ---------------------------------------------------------------------------
@@ -111,6 +128,19 @@ class AsyncPacSpace:
 
     def __repr__(self) -> str:
         return f"AsyncPacSpace(environment={self.environment.value!r}, key_id={self.key_id!r})"
+
+    @property
+    def webhooks(self) -> WebhookVerifier:
+        """The webhook verifier for ``webhook_secret`` (or ``PACSPACE_WEBHOOK_SECRET``).
+
+        >>> event = pac.webhooks.verify(request.headers, raw_body)
+        """
+        if self._webhooks is None:
+            raise ConfigurationError(
+                "pac.webhooks needs the webhook signing secret: pass webhook_secret='whsec_...' "
+                f"or set {SECRET_ENV_VAR}"
+            )
+        return self._webhooks
 
     # --- public calls -----------------------------------------------------------------------
 
@@ -181,23 +211,32 @@ class AsyncPacSpace:
         if on_auth_error is not None:
             changes["on_auth_error"] = on_auth_error
         copy = object.__new__(type(self))
-        copy._setup(self._requester.with_settings(**changes), self._webhook_secret)
+        copy._setup(self._requester.with_settings(**changes), self._webhooks, self.summaries)
         return copy
 
     def _with_clock(self, clock: Clock) -> AsyncPacSpace:
         """A copy whose waits and time go through `clock` (for tests and the emulator)."""
         copy = object.__new__(type(self))
-        copy._setup(self._requester.with_settings(clock=clock), self._webhook_secret)
+        copy._setup(self._requester.with_settings(clock=clock), self._webhooks, None)
         return copy
 
     # --- lifetime ---------------------------------------------------------------------------
+
+    def _forget_pools_after_fork(self) -> None:
+        """For the sync facade in a forked child: fresh pools, the parent's sockets untouched."""
+        self._requester.transport.forget_after_fork()
 
     @property
     def is_closed(self) -> bool:
         return self._requester.transport.closed
 
-    async def aclose(self) -> None:
-        """Close every connection pool (shared with `with_options` copies). Idempotent."""
+    async def aclose(self, *, flush_summaries: bool = True) -> None:
+        """Flush queued summaries (unless told not to), then close every connection pool.
+
+        Pools and the summary queue are shared with `with_options` copies. Idempotent.
+        """
+        if not self.is_closed:
+            await self.summaries.aclose(flush=flush_summaries)
         await self._requester.transport.aclose()
 
     async def __aenter__(self) -> AsyncPacSpace:

@@ -142,7 +142,8 @@ class KeyProvider:
         Surrounding whitespace, such as the trailing newline most tools write, is stripped.
         """
         file = Path(path)
-        state: dict[str, object] = {"checked": None, "signature": None}
+        checked_at: float | None = None
+        seen: tuple[int, int] | None = None
 
         def signature() -> tuple[int, int]:
             try:
@@ -152,19 +153,20 @@ class KeyProvider:
             return (st.st_mtime_ns, st.st_size)
 
         def read() -> str:
-            state["signature"] = signature()
-            state["checked"] = clock()
+            nonlocal checked_at, seen
+            seen, checked_at = signature(), clock()
             try:
                 return file.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigurationError(f"cannot read the API key file {str(file)!r}: {type(exc).__name__}") from None
 
         def stale() -> bool:
-            checked = state["checked"]
-            if isinstance(checked, float) and clock() - checked < check_interval:
+            nonlocal checked_at
+            now = clock()
+            if checked_at is not None and now - checked_at < check_interval:
                 return False
-            state["checked"] = clock()
-            return signature() != state["signature"]
+            checked_at = now
+            return signature() != seen
 
         return cls(read, name=f"KeyProvider.from_file({str(file)!r})", stale=stale)
 
@@ -212,6 +214,9 @@ class KeyProvider:
         return self._keep(loaded)
 
     def _keep(self, loaded: object) -> ApiKey:
+        # On a bad value nothing stays cached: every call reports it until the source is fixed,
+        # rather than quietly going on with a key the operator meant to replace.
+        self._cached = None
         if isinstance(loaded, ApiKey):
             key = loaded
         elif isinstance(loaded, str):

@@ -100,7 +100,7 @@ def check_routing(
         )
     environment = key_environment or explicit
     if environment is Environment.SANDBOX and base_url is not None:
-        host = urlsplit(base_url).hostname
+        host = (urlsplit(base_url).hostname or "").rstrip(".")  # "api.pacspace.io." is the same host
         if host in PRODUCTION_ONLY_HOSTS:
             raise EnvironmentMismatchError(
                 f"the sandbox base URL points at {host}, which serves production only; "

@@ -396,7 +396,7 @@ def _one_line(error: APIStatusError, message: str, action: ErrorAction, idempote
     if hint:
         parts.append(f"— {hint}")
     details = [
-        f"{name}={value}"
+        f"{name}={' '.join(str(value).split())}"
         for name, value in (
             ("code", error.code),
             ("key_id", error.key_id),

@@ -42,7 +42,8 @@ class IdempotencyKeys:
         """Deterministic: the same business reference always gives the same key."""
         if not isinstance(reference, str) or not reference:
             raise InvalidArgumentError("reference_id must be a non-empty string")
-        if _READABLE.fullmatch(reference):
+        # "sha256:..." is how hashed keys look: such a reference is hashed too, never kept.
+        if _READABLE.fullmatch(reference) and not reference.startswith("sha256:"):
             return f"{self.prefix}{operation}:{reference}"
         return f"{self.prefix}{operation}:sha256:{_digest(operation, reference)}"
 
@@ -70,6 +71,7 @@ class IdempotencyKeys:
                     f"{self.environment.value}, and keys are never shared across environments"
                 )
         candidate = f"{self.prefix}{key}"
-        if len(candidate) <= MAX_KEY_LENGTH and _VISIBLE_ASCII.fullmatch(candidate):
+        # A literal "sha256:..." key would collide with the hashed form of another key.
+        if not key.startswith("sha256:") and len(candidate) <= MAX_KEY_LENGTH and _VISIBLE_ASCII.fullmatch(candidate):
             return candidate
         return f"{self.prefix}sha256:{_digest(key)}"

@@ -7,11 +7,13 @@ in ``.raw``; unknown status values stay the strings the server sent.
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union
 
 import attrs
 import cattrs
@@ -79,9 +81,58 @@ def parse_datetime(value: object) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def _text(value: object, _: object = None) -> str:
+    # Ids sometimes arrive as numbers; anything else in a text field is not text.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not text")
+
+
+def _mapping(value: object, _: object = None) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{type(value).__name__} is not a JSON object")
+    return dict(value)
+
+
+def _flag(value: object, _: object = None) -> bool:
+    # bool("false") is True: only real JSON booleans count.
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"{type(value).__name__} is not a boolean")
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _optional_hook(tp: Any) -> Any:
+    inner = [arg for arg in tp.__args__ if arg is not type(None)]
+    target: Any = inner[0] if len(inner) == 1 else Union[tuple(inner)]
+
+    def structure_optional(value: Any, _: Any) -> Any:
+        # Forward compatible: a field the server started sending in another shape becomes
+        # None on the model (it is still in `.raw`) instead of failing the whole call.
+        if value is None:
+            return None
+        try:
+            return converter.structure(value, target)
+        except (cattrs.BaseValidationError, TypeError, ValueError, ArithmeticError):
+            return None
+
+    return structure_optional
+
+
 converter = cattrs.Converter()
 converter.register_structure_hook(Decimal, lambda value, _: to_decimal(value))
 converter.register_structure_hook(datetime, lambda value, _: parse_datetime(value))
+converter.register_structure_hook(str, _text)
+converter.register_structure_hook(bool, _flag)
+converter.register_structure_hook_func(
+    lambda tp: getattr(tp, "__origin__", None) in (Mapping, dict) or tp in (Mapping, dict), _mapping
+)
+converter.register_structure_hook_factory(_is_optional, _optional_hook)
 
 
 def _model_hook(cls: type[Any]) -> Any:

@@ -10,8 +10,9 @@ import re
 
 REDACTED = "****"
 
-# pk_{test|live}_{publicId}.{secret}: keep the public part, which is safe to show.
-_KEY_SHAPED = re.compile(r"(pk_(?:test|live)_[^\s.]*)\.[^\s\"',;)\]}>]+")
+# pk_{test|live}_{publicId}.{secret}: keep the public part, which is safe to show. A secret
+# may hold any visible ASCII, quotes and brackets included, so all up to whitespace goes.
+_KEY_SHAPED = re.compile(r"(pk_(?:test|live)_[^\s.]*)\.\S+")
 
 
 def redact(text: str) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import attrs
 from multidict import CIMultiDictProxy
 
-from . import _json
+from . import _codec
 from ._credentials import Credentials
 from ._environments import Environment
 from ._errors import (
@@ -91,7 +91,7 @@ def _query_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        return _json.decimal_text(value)
+        return _codec.decimal_text(value)
     return str(value)
 
 
@@ -184,7 +184,7 @@ class Requester:
             raise InvalidArgumentError("max_retries must be >= 0 and timeout > 0")
         environment = environment or self.credentials.environment
         url = f"{settings.base_urls[environment]}{path}{build_query(query)}"
-        body = None if json is None else _json.dumps(json)
+        body = None if json is None else _codec.dumps(json)
         headers = dict(self._static_headers[environment])
         headers.update(_checked_extra_headers(extra_headers))
         if idempotency_key is not None:
@@ -247,7 +247,7 @@ class Requester:
                 raise connection_error from None
 
             status = raw.status
-            decoded = _json.loads(raw.body)
+            decoded = _codec.loads(raw.body)
             request_id = _request_id(raw.headers)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(

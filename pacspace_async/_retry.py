@@ -33,7 +33,7 @@ def _seconds(value: object) -> float | None:
         return None
     try:
         seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if not math.isfinite(seconds):
         return None
@@ -55,9 +55,10 @@ def parse_retry_after(
     >>> parse_retry_after({"Retry-After": "1.5"})
     1.5
     """
-    from_body = _seconds(error_fields(body).get("retryAfterSeconds"))
-    if from_body is not None:
-        return from_body
+    for fields in (error_fields(body), body if isinstance(body, Mapping) else {}):
+        from_body = _seconds(fields.get("retryAfterSeconds"))
+        if from_body is not None:
+            return from_body
     ms = _header(headers, "retry-after-ms")
     if ms is not None:
         millis = _seconds(ms)

@@ -21,6 +21,11 @@ from ._environments import Environment
 
 __all__ = ["Transport", "RawResponse", "TransportFailure"]
 
+# Sessions inherited across fork() belong to the parent's sockets and loop: the child must
+# neither use nor close them, and must not let their finalizers complain. They are parked
+# here, unreachable to the SDK, for the child's lifetime.
+_INHERITED: list[object] = []
+
 
 @attrs.frozen
 class RawResponse:
@@ -122,6 +127,12 @@ class Transport:
             raise TransportFailure(f"connection failed: {_describe(exc)}") from None
         except aiohttp.InvalidURL:
             raise TransportFailure("invalid URL", retryable=False) from None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's pools untouched; new ones are made on first use."""
+        _INHERITED.extend(self._sessions.values())
+        self._sessions = {}
+        self._loop = None
 
     async def aclose(self) -> None:
         """Close every pool. Idempotent."""

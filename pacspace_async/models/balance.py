@@ -45,3 +45,130 @@ class DeltaRecord:
     def is_final(self) -> bool:
         """VERIFIED or FAILED (case-insensitive): nothing more will happen to it."""
         return self.status.upper() in FINAL_STATUSES
+
+
+@attrs.frozen
+class DeltaInput:
+    """One item of `balance.emit_batch` (a mapping with the same snake_case keys works too)."""
+
+    customer_id: str
+    delta: Decimal | int | str
+    reason: str
+    reference_id: str | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class BatchItemResult:
+    """What happened to one item of a batch; `index` is its position in your list."""
+
+    index: int
+    status: str
+    customer_id: str | None = None
+    delta: Decimal | None = None
+    record_id: str | None = None
+    reference_id: str | None = None
+    idempotent: bool | None = None
+    error: str | None = None
+    raw: Mapping[str, Any] = raw_field()
+
+    @property
+    def failed(self) -> bool:
+        return self.status.upper() == DeltaStatus.FAILED.value
+
+    @property
+    def replayed(self) -> bool:
+        """Already recorded by an earlier request: not applied again."""
+        return bool(self.idempotent)
+
+
+@attrs.frozen
+class BatchResult:
+    """The outcome of `balance.emit_batch`, in the order of the items sent."""
+
+    results: tuple[BatchItemResult, ...]
+    total_queued: int
+    total_failed: int
+    idempotency_keys: tuple[str, ...] = ()
+    raw: tuple[Mapping[str, Any], ...] = attrs.field(default=(), eq=False, repr=False)
+
+    @property
+    def replayed(self) -> int:
+        return sum(1 for result in self.results if result.replayed)
+
+    @property
+    def failures(self) -> tuple[BatchItemResult, ...]:
+        return tuple(result for result in self.results if result.failed)
+
+
+@attrs.frozen
+class DerivedBalance:
+    """A balance recomputed by PacSpace from the recorded deltas of a scope."""
+
+    customer_id: str | None = None
+    computed_balance: Decimal | None = None
+    deltas_count: int | None = None
+    latest_receipt_id: str | None = None
+    deltas: tuple[Mapping[str, Any], ...] = ()
+    period: str | None = None
+    raw: Mapping[str, Any] = raw_field()
+
+
+@attrs.frozen
+class BalanceComparison:
+    """PacSpace's neutral balance next to yours and your counterparty's."""
+
+    customer_id: str | None = None
+    neutral_balance: Decimal | None = None
+    matches_yours: bool | None = None
+    matches_theirs: bool | None = None
+    raw: Mapping[str, Any] = raw_field()
+
+
+@attrs.frozen
+class Receipt:
+    """A customer receipt or invoice proof. The four link fields are always present."""
+
+    customer_id: str | None = None
+    period: str | None = None
+    receipt_id: str | None = None
+    proof_root: str | None = None
+    delta_count: int | None = None
+    starting_balance: Decimal | None = None
+    final_balance: Decimal | None = None
+    verify_url: str | None = None
+    verification_api_url: str | None = None
+    access_hint: str | None = None
+    customer_link_url: str | None = None
+    customer_link_host: str | None = None
+    verification: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = raw_field()
+
+
+@attrs.frozen
+class Usage:
+    """How much of the plan's allowance is left."""
+
+    remaining: int | None = None
+    allowed: bool | None = None
+    plan: str | None = None
+    raw: Mapping[str, Any] = raw_field()
+
+
+@attrs.frozen
+class SequenceGaps:
+    """Missing sequence numbers in a customer's ledger (the shape is not documented: see raw)."""
+
+    customer_id: str | None = None
+    gaps: tuple[Mapping[str, Any], ...] = ()
+    raw: Mapping[str, Any] = raw_field()
+
+
+@attrs.frozen
+class ScopeLimits:
+    """The widest scopes this account may ask for."""
+
+    max_scope_months: int | None = None
+    max_last_n_days: int | None = None
+    max_retention_days: int | None = None
+    raw: Mapping[str, Any] = raw_field()

@@ -8,11 +8,11 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from .. import _json
+from .. import _codec
 from .._errors import InvalidArgumentError
 from .._models import to_decimal
 
-__all__ = ["customer_id_arg", "amount_arg", "text_arg", "mapping_arg", "path_segment"]
+__all__ = ["customer_id_arg", "amount_arg", "text_arg", "mapping_arg", "path_segment", "count_arg", "seconds_arg"]
 
 _CUSTOMER_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
 MAX_DELTA = Decimal(1_000_000_000)
@@ -54,7 +54,7 @@ def mapping_arg(name: str, value: object) -> dict[str, Any] | None:
     if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
         raise InvalidArgumentError(f"{name} must be a mapping with string keys")
     try:
-        _json.dumps(value)
+        _codec.dumps(value)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"{name} must be JSON-serialisable: {exc}") from None
     return dict(value)
@@ -65,3 +65,20 @@ def path_segment(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgumentError(f"{name} must be a non-empty string")
     return quote(value, safe="")
+
+
+def count_arg(name: str, value: object, *, positive: bool = False, maximum: int | None = None) -> int:
+    """A whole number: >= 0 (or >= 1 when `positive`), at most `maximum`."""
+    lowest = 1 if positive else 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise InvalidArgumentError(f"{name} must be a whole number >= {lowest}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgumentError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def seconds_arg(name: str, value: object) -> float:
+    """A positive, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)

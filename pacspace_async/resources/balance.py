@@ -1,22 +1,95 @@
-"""``pac.balance``: record balance deltas and follow them to verification."""
+"""``pac.balance``: record balance deltas, follow them to verification, derive and prove balances."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
+from .._errors import InvalidArgumentError, VerificationTimeoutError
 from .._models import structure
-from ..models.balance import DeltaRecord
-from ._args import amount_arg, customer_id_arg, mapping_arg, text_arg
+from ..models.balance import (
+    BalanceComparison,
+    BatchItemResult,
+    BatchResult,
+    DeltaInput,
+    DeltaRecord,
+    DerivedBalance,
+    Receipt,
+    ScopeLimits,
+    SequenceGaps,
+    Usage,
+)
+from ._args import amount_arg, count_arg, customer_id_arg, mapping_arg, path_segment, seconds_arg, text_arg
 from ._base import AsyncAPIResource
+from ._scope import DateLike, PeriodLike, Scope
 
-__all__ = ["AsyncBalance"]
+__all__ = ["AsyncBalance", "BATCH_LIMIT"]
+
+BATCH_LIMIT = 100
+_RECEIPT_LINKS = ("verifyUrl", "verificationApiUrl", "accessHint", "customerLinkUrl", "customerLinkHost")
+
+
+def delta_body(
+    *,
+    customer_id: object,
+    delta: object,
+    reason: object,
+    reference_id: object = None,
+    metadata: object = None,
+    adjusts: object = None,
+) -> dict[str, Any]:
+    """The wire body of one delta, every field checked."""
+    body: dict[str, Any] = {
+        "customerId": customer_id_arg(customer_id),
+        "delta": amount_arg("delta", delta, nonzero=True),
+        "reason": text_arg("reason", reason, max_length=500),
+    }
+    if reference_id is not None:
+        body["referenceId"] = text_arg("reference_id", reference_id)
+    if metadata is not None:
+        body["metadata"] = mapping_arg("metadata", metadata)
+    if adjusts is not None:
+        body["adjusts"] = mapping_arg("adjusts", adjusts)
+    return body
+
+
+def _batch_item(index: int, item: DeltaInput | Mapping[str, Any]) -> dict[str, Any]:
+    fields = attrs.asdict(item, recurse=False) if isinstance(item, DeltaInput) else item
+    if not isinstance(fields, Mapping):
+        raise InvalidArgumentError(f"batch item {index} must be a DeltaInput or a mapping, not {type(item).__name__}")
+    unknown = set(fields) - {"customer_id", "delta", "reason", "reference_id", "metadata"}
+    if unknown:
+        raise InvalidArgumentError(f"batch item {index} has unknown fields {sorted(unknown)} (use snake_case names)")
+    try:
+        return delta_body(**fields)
+    except InvalidArgumentError as error:
+        raise InvalidArgumentError(f"batch item {index}: {error.message}") from None
+    except TypeError:
+        raise InvalidArgumentError(f"batch item {index} needs customer_id, delta and reason") from None
+
+
+def _receipt(data: Any) -> Receipt:
+    # The link fields sometimes sit under `verification`; the model always has all of them.
+    if isinstance(data, Mapping):
+        nested = data.get("verification")
+        if isinstance(nested, Mapping):
+            data = {**{k: nested[k] for k in _RECEIPT_LINKS if k in nested}, **data}
+    return structure(data, Receipt)
+
+
+def _month_start(moment: datetime, months_back: int = 0) -> datetime:
+    index = moment.year * 12 + (moment.month - 1) - months_back
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
 
 
 class AsyncBalance(AsyncAPIResource):
+    # --- writing ----------------------------------------------------------------------------
+
     async def emit(
         self,
         *,
@@ -39,27 +112,507 @@ class AsyncBalance(AsyncAPIResource):
         >>> rec = await pac.balance.emit(customer_id="cust_1", delta=Decimal("-42.50"),
         ...                              reason="usage", reference_id="inv_1")
         """
-        body: dict[str, Any] = {
-            "customerId": customer_id_arg(customer_id),
-            "delta": amount_arg("delta", delta, nonzero=True),
-            "reason": text_arg("reason", reason, max_length=500),
-        }
-        if reference_id is not None:
-            body["referenceId"] = text_arg("reference_id", reference_id)
-        if metadata is not None:
-            body["metadata"] = mapping_arg("metadata", metadata)
-        if adjusts is not None:
-            body["adjusts"] = mapping_arg("adjusts", adjusts)
-        key = self._requester.idempotency_key_for(
-            caller_key=idempotency_key, reference=reference_id, operation="balance.delta"
+        body = delta_body(
+            customer_id=customer_id,
+            delta=delta,
+            reason=reason,
+            reference_id=reference_id,
+            metadata=metadata,
+            adjusts=adjusts,
         )
-        response = await self._requester.request(
-            "POST",
+        response = await self._post(
             "/api/v1/balance/delta",
-            json=body,
-            idempotency_key=key,
+            body=body,
+            operation="balance.delta",
+            idempotency_key=idempotency_key,
+            reference=reference_id,
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return attrs.evolve(structure(response.data, DeltaRecord), idempotency_key=key)
+        return attrs.evolve(structure(response.data, DeltaRecord), idempotency_key=response.idempotency_key)
+
+    async def emit_batch(
+        self,
+        items: Sequence[DeltaInput | Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> BatchResult:
+        """Record many deltas, up to 100 per request (``POST /api/v1/balance/delta/batch``).
+
+        Every item is checked before anything is sent. Results come back in your order
+        (`results[i].index == i`); an item already recorded is reported as `replayed`.
+        If a request fails, earlier requests stay recorded and the error is raised: give
+        every item a `reference_id` and call again with the same items to finish safely.
+
+        >>> result = await pac.balance.emit_batch([
+        ...     DeltaInput(customer_id="cust_1", delta=Decimal("-1"), reason="usage", reference_id="u1"),
+        ... ])
+        """
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence) or not items:
+            raise InvalidArgumentError("emit_batch needs a non-empty list of DeltaInput items")
+        bodies = [_batch_item(index, item) for index, item in enumerate(items)]
+        chunks = [bodies[start : start + BATCH_LIMIT] for start in range(0, len(bodies), BATCH_LIMIT)]
+        results: list[BatchItemResult] = []
+        keys: list[str] = []
+        raws: list[Mapping[str, Any]] = []
+        queued = failed = 0
+        for number, chunk in enumerate(chunks):
+            offset = number * BATCH_LIMIT
+            caller_key = (
+                idempotency_key if idempotency_key is None or len(chunks) == 1 else f"{idempotency_key}:{number}"
+            )
+            references = [item.get("referenceId") for item in chunk]
+            # A batch whose every item names its business reference gets a key derived from
+            # them, so resending the same items after a failure replays instead of re-applying.
+            reference = (
+                "sha256:" + hashlib.sha256("\x1f".join(references).encode()).hexdigest()  # type: ignore[arg-type]
+                if all(references)
+                else None
+            )
+            response = await self._post(
+                "/api/v1/balance/delta/batch",
+                body={"deltas": chunk},
+                operation="balance.delta.batch",
+                idempotency_key=caller_key,
+                reference=reference,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+            data = response.data if isinstance(response.data, Mapping) else {}
+            chunk_results = []
+            for position, item in enumerate(item for item in data.get("results") or [] if isinstance(item, Mapping)):
+                local = item.get("index")
+                local = local if isinstance(local, int) and 0 <= local < len(chunk) else position
+                chunk_results.append(structure({**item, "index": offset + local}, BatchItemResult))
+            chunk_failed = sum(1 for result in chunk_results if result.failed)
+            queued += _count(data.get("totalQueued"), len(chunk_results) - chunk_failed)
+            failed += _count(data.get("totalFailed"), chunk_failed)
+            results.extend(chunk_results)
+            keys.append(response.idempotency_key or "")
+            raws.append(data)
+        results.sort(key=lambda result: result.index)
+        return BatchResult(tuple(results), queued, failed, tuple(keys), tuple(raws))
+
+    # --- following a delta ------------------------------------------------------------------
+
+    async def status(
+        self,
+        record_id: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeltaRecord:
+        """A delta's current status (``GET /api/v1/balance/delta/{recordId}``)."""
+        response = await self._get(
+            f"/api/v1/balance/delta/{path_segment('record_id', record_id)}",
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        return structure(response.data, DeltaRecord)
+
+    async def wait_for_verified(
+        self,
+        record_id: str,
+        *,
+        timeout: float = 60.0,
+        poll_interval: float = 2.0,
+        max_poll_interval: float = 15.0,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeltaRecord:
+        """Poll until the delta is VERIFIED or FAILED; `timeout` bounds the whole wait.
+
+        The interval starts at `poll_interval` and grows by half each poll up to
+        `max_poll_interval`. Raises `VerificationTimeoutError` (the delta stays recorded).
+
+        >>> final = await pac.balance.wait_for_verified(rec.record_id, timeout=60)
+        """
+        seconds_arg("timeout", timeout)
+        seconds_arg("poll_interval", poll_interval)
+        seconds_arg("max_poll_interval", max_poll_interval)
+        clock = self._requester.settings.clock
+        give_up_at = clock.monotonic() + timeout
+        interval = poll_interval
+        while True:
+            record = await self.status(record_id, max_retries=max_retries, extra_headers=extra_headers)
+            if record.is_final:
+                return record
+            remaining = give_up_at - clock.monotonic()
+            if remaining <= 0:
+                raise VerificationTimeoutError(
+                    f"delta {record_id} was still {record.status} after {timeout:g}s; it stays recorded "
+                    "and will be verified later: wait again or listen for the delta.verified webhook",
+                    record_id=record_id,
+                    last_status=record.status,
+                )
+            await clock.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, max(max_poll_interval, poll_interval))
+
+    async def emit_and_wait(
+        self,
+        *,
+        customer_id: str,
+        delta: Decimal | int | str,
+        reason: str,
+        reference_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        adjusts: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        timeout: float = 60.0,
+        poll_interval: float = 2.0,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DeltaRecord:
+        """Emit, then wait until VERIFIED or FAILED; `timeout` bounds the whole call.
+
+        A replayed emit that is already final returns at once.
+        """
+        seconds_arg("timeout", timeout)  # refused before the write, not after it
+        seconds_arg("poll_interval", poll_interval)
+        clock = self._requester.settings.clock
+        started = clock.monotonic()
+        record = await self.emit(
+            customer_id=customer_id,
+            delta=delta,
+            reason=reason,
+            reference_id=reference_id,
+            metadata=metadata,
+            adjusts=adjusts,
+            idempotency_key=idempotency_key,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        if record.is_final:
+            return record
+        remaining = max(timeout - (clock.monotonic() - started), 1e-3)
+        final = await self.wait_for_verified(
+            record.record_id,
+            timeout=remaining,
+            poll_interval=poll_interval,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        return attrs.evolve(final, idempotency_key=record.idempotency_key)
+
+    # --- deriving and comparing -------------------------------------------------------------
+
+    async def derive(
+        self,
+        customer_id: str,
+        *,
+        period: PeriodLike | None = None,
+        time_preset: str | None = None,
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        granularity: str | None = None,
+        starting_balance: Decimal | int | str | None = None,
+        starting_checkpoint: str | None = None,
+        starting_checkpoint_type: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DerivedBalance:
+        """Recompute a balance from the recorded deltas (``GET /api/v1/balance/derive/{id}``).
+
+        With no scope, PacSpace derives over the current UTC month.
+
+        >>> await pac.balance.derive("cust_1", period="2026-11")
+        """
+        scope = Scope.check(
+            period=period,
+            time_preset=time_preset,
+            start_date=start_date,
+            end_date=end_date,
+            granularity=granularity,
+            starting_balance=starting_balance,
+            starting_checkpoint=starting_checkpoint,
+            starting_checkpoint_type=starting_checkpoint_type,
+        )
+        query: dict[str, object] = dict(scope.wire())
+        if limit is not None:
+            query["limit"] = count_arg("limit", limit, maximum=1000, positive=True)
+        if offset is not None:
+            query["offset"] = count_arg("offset", offset)
+        response = await self._get(
+            f"/api/v1/balance/derive/{path_segment('customer_id', customer_id)}",
+            query=query,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        data = response.data
+        if isinstance(data, Mapping) and "deltasCount" not in data and "deltaCount" in data:
+            data = {**data, "deltasCount": data["deltaCount"]}
+        return structure(data, DerivedBalance)
+
+    async def derive_current_month(
+        self,
+        customer_id: str,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DerivedBalance:
+        """`derive` over the current UTC month (``timePreset=current_month``)."""
+        return await self.derive(
+            customer_id,
+            time_preset="current_month",
+            limit=limit,
+            offset=offset,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+
+    async def derive_for_period(
+        self,
+        customer_id: str,
+        period: PeriodLike,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DerivedBalance:
+        """`derive` over one month, ``"YYYY-MM"`` or a date in it."""
+        return await self.derive(
+            customer_id,
+            period=period,
+            limit=limit,
+            offset=offset,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+
+    async def derive_months_back(
+        self,
+        customer_id: str,
+        months: int,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DerivedBalance:
+        """`derive` over the last `months` UTC months, the current one included.
+
+        On 2026-12-15 with ``months=3``: 2026-10-01T00:00:00Z up to (not including) 2027-01-01.
+        """
+        count_arg("months", months, positive=True, maximum=1200)
+        now = self._now()
+        return await self.derive(
+            customer_id,
+            time_preset="custom",
+            start_date=_month_start(now, months - 1),
+            end_date=_month_start(now, -1),
+            limit=limit,
+            offset=offset,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+
+    async def derive_days_back(
+        self,
+        customer_id: str,
+        days: int,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> DerivedBalance:
+        """`derive` over the last `days` UTC days, today included (end exclusive at tomorrow 00:00Z)."""
+        count_arg("days", days, positive=True, maximum=36500)
+        now = self._now()
+        end = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+        return await self.derive(
+            customer_id,
+            time_preset="custom",
+            start_date=end - timedelta(days=days),
+            end_date=end,
+            limit=limit,
+            offset=offset,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+
+    async def compare(
+        self,
+        customer_id: str,
+        *,
+        your_balance: Decimal | int | str,
+        their_balance: Decimal | int | str,
+        starting_balance: Decimal | int | str = 0,
+        period: PeriodLike | None = None,
+        time_preset: str | None = None,
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        granularity: str | None = None,
+        starting_checkpoint: str | None = None,
+        starting_checkpoint_type: str | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> BalanceComparison:
+        """Compare your balance and your counterparty's with PacSpace's neutral one.
+
+        >>> cmp = await pac.balance.compare("cust_1", your_balance=Decimal("950"), their_balance=Decimal("900"))
+        """
+        scope = Scope.check(
+            period=period,
+            time_preset=time_preset,
+            start_date=start_date,
+            end_date=end_date,
+            granularity=granularity,
+            starting_balance=starting_balance,
+            starting_checkpoint=starting_checkpoint,
+            starting_checkpoint_type=starting_checkpoint_type,
+        )
+        body = {
+            "customerId": customer_id_arg(customer_id),
+            "yourBalance": amount_arg("your_balance", your_balance),
+            "theirBalance": amount_arg("their_balance", their_balance),
+            **scope.wire(),
+        }
+        response = await self._post(
+            "/api/v1/balance/compare",
+            body=body,
+            operation="balance.compare",
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        return structure(response.data, BalanceComparison)
+
+    # --- proofs -----------------------------------------------------------------------------
+
+    async def receipt(
+        self,
+        customer_id: str,
+        *,
+        period: PeriodLike | None = None,
+        time_preset: str | None = None,
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Receipt:
+        """A customer's receipt, scoped (``GET /api/v1/balance/receipt/{id}?period=...``)."""
+        scope = Scope.check(period=period, time_preset=time_preset, start_date=start_date, end_date=end_date)
+        response = await self._get(
+            f"/api/v1/balance/receipt/{path_segment('customer_id', customer_id)}",
+            query=scope.wire(),
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        return _receipt(response.data)
+
+    async def invoice_proof(
+        self,
+        customer_id: str,
+        *,
+        period: PeriodLike | None = None,
+        time_preset: str | None = None,
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Receipt:
+        """The proof to put on an invoice (``GET /api/v1/balance/invoice-proof/{id}``).
+
+        `verify_url`, `verification_api_url`, `access_hint`, `customer_link_url` and
+        `customer_link_host` are always present (None when PacSpace sent none).
+        """
+        scope = Scope.check(period=period, time_preset=time_preset, start_date=start_date, end_date=end_date)
+        response = await self._get(
+            f"/api/v1/balance/invoice-proof/{path_segment('customer_id', customer_id)}",
+            query=scope.wire(),
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        return _receipt(response.data)
+
+    # --- account ----------------------------------------------------------------------------
+
+    async def usage(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Usage:
+        """What is left of the plan's allowance (``GET /api/v1/balance/usage``)."""
+        response = await self._get(
+            "/api/v1/balance/usage", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+        )
+        return structure(response.data, Usage)
+
+    async def gaps(
+        self,
+        customer_id: str,
+        *,
+        from_sequence: int | None = None,
+        to_sequence: int | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> SequenceGaps:
+        """Missing sequence numbers in a customer's ledger (``GET /api/v1/balance/gaps/{id}``)."""
+        query = {
+            "fromSequence": None if from_sequence is None else count_arg("from_sequence", from_sequence),
+            "toSequence": None if to_sequence is None else count_arg("to_sequence", to_sequence),
+            "limit": None if limit is None else count_arg("limit", limit, positive=True),
+        }
+        response = await self._get(
+            f"/api/v1/balance/gaps/{path_segment('customer_id', customer_id)}",
+            query=query,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+        )
+        data = response.data if isinstance(response.data, Mapping) else {"gaps": response.data}
+        return structure(data, SequenceGaps)
+
+    async def limits(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ScopeLimits:
+        """The widest scopes this account may ask for (``GET /api/v1/balance/limits``)."""
+        response = await self._get(
+            "/api/v1/balance/limits", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+        )
+        return structure(response.data, ScopeLimits)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._requester.settings.clock.wall(), tz=timezone.utc)
+
+
+def _count(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

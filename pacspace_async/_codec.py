@@ -19,7 +19,11 @@ __all__ = ["dumps", "loads", "decimal_text"]
 _TOKEN = secrets.token_hex(8)
 _PLACEHOLDER = re.compile(rf'"\\u0000{_TOKEN}:([^"\\]+)\\u0000"')
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_decoder = json.JSONDecoder(parse_float=Decimal)
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
 
 
 def decimal_text(value: Decimal) -> str:
