@@ -27,6 +27,13 @@ def tests_latest_aiohttp(session: nox.Session) -> None:
 
 
 @nox.session
+def generate(session: nox.Session) -> None:
+    """Rewrite pacspace_sync from pacspace_async (commit the result; the drift test checks it)."""
+    session.install("-e", ".")
+    session.run("python", "tools/generate_sync.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the whole tree."""
     session.install("ruff")

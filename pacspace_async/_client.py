@@ -64,7 +64,7 @@ class AsyncPacSpace:
         api_key: KeySource | None = None,
         *,
         environment: Environment | str | None = None,
-        base_urls: Mapping[Environment | str, str] | None = None,
+        base_urls: Mapping[Environment, str] | Mapping[str, str] | None = None,
         timeout: float = 30.0,
         deadline: float = 120.0,
         max_retries: int = 2,

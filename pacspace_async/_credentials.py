@@ -30,7 +30,7 @@ def _refuse(text: str, why: str, source: str) -> InvalidApiKeyError:
     # Only the length and the rule broken: any slice of a malformed key may be its secret.
     return InvalidApiKeyError(
         f"invalid API key from {source} ({len(text)} characters): {why}; "
-        "expected pk_test_<publicId>.<secret> or pk_live_<publicId>.<secret>"
+        "expected the form pk_{test|live}_<publicId>.<secret>"
     )
 
 

@@ -70,7 +70,7 @@ def validate_base_url(url: str, *, source: str) -> str:
 
 
 def resolve_base_urls(
-    overrides: Mapping[Environment | str, str] | None,
+    overrides: Mapping[Environment, str] | Mapping[str, str] | None,
     environ: Mapping[str, str] = os.environ,
 ) -> dict[Environment, str]:
     """Each environment's base URL: constructor override > environment variable > default."""

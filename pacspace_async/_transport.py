@@ -144,8 +144,8 @@ class Transport:
     def __del__(self) -> None:
         if self._sessions and not self.closed:
             warnings.warn(
-                "an AsyncPacSpace client was not closed; use `async with AsyncPacSpace() as pac:` "
-                "or `await pac.aclose()`",
+                "a PacSpace client was not closed: use `async with AsyncPacSpace() as pac:` or "
+                "`await pac.aclose()` (sync: `with PacSpace() as pac:` or `pac.close()`)",
                 ResourceWarning,
                 stacklevel=2,
             )

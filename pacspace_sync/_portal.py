@@ -1,0 +1,251 @@
+"""The sync client's private event loop: an anyio blocking portal in a daemon thread.
+
+Hand-written (the rest of pacspace_sync is generated). Each `PacSpace` owns one `Portal`, shared
+with its `with_options` copies and its resources. Nothing runs until the first call: then one
+daemon thread starts an event loop (``anyio.run`` with a `BlockingPortal`), and the async client
+and its connection pools live in that loop for the client's lifetime. Every call hops to that
+loop and blocks the calling thread until the result (or the exception) comes back, so any number
+of threads may share one client.
+
+- A daemon thread, never a plain one: a forgotten ``close()`` must not hang interpreter exit.
+- Called from a thread that already runs an event loop (a notebook cell, async code): it works,
+  and warns once per client that it blocks that loop.
+- After ``os.fork()`` the child has no loop thread: the next call starts a fresh one and first
+  tells the async client to drop (never close) the pools it inherited, so the child never touches
+  the parent's sockets.
+- ``close()`` closes the async client in the loop, stops the loop and joins the thread; it is
+  idempotent. A call on a closed client raises a `RuntimeError` that names the fix.
+- ``__del__`` only warns (``ResourceWarning``) when the loop still runs; it never blocks or
+  schedules work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar, overload
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+__all__ = ["Portal", "THREAD_NAME"]
+
+T = TypeVar("T")
+
+THREAD_NAME = "pacspace-sync-loop"
+
+_CLOSED = (
+    "this PacSpace client is closed; create a new PacSpace(...) for more calls "
+    "(or keep the work inside `with PacSpace(...) as pac:`)"
+)
+_IN_LOOP_WARNING = (
+    "PacSpace was called from a thread that is running an event loop (a notebook or async code): "
+    "each call blocks the running loop; prefer AsyncPacSpace there"
+)
+_FROM_OWN_LOOP = (
+    "a PacSpace call was made from the client's own event-loop thread (for example from an "
+    "on_auth_error hook or a key provider); such callbacks must not call the sync client back"
+)
+
+# Every live portal, so a forked child can reset them all (see `_reset_after_fork`).
+_PORTALS: weakref.WeakSet[Portal] = weakref.WeakSet()
+# What a forked child inherited from the parent's loop thread: parked, never used or closed.
+_INHERITED: list[object] = []
+
+
+def _serve(ready: Future[BlockingPortal]) -> None:
+    """The loop thread: run a blocking portal until it is stopped."""
+
+    async def main() -> None:
+        async with BlockingPortal() as portal:
+            ready.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    try:
+        anyio.run(main, backend="asyncio")
+    except BaseException as exc:
+        if not ready.done():
+            ready.set_exception(exc)
+            return
+        raise
+
+
+class Portal:
+    """One client's event loop thread, started on first use. Thread-safe."""
+
+    def __init__(self, forget_pools_after_fork: Callable[[], None]) -> None:
+        self._forget_pools_after_fork = forget_pools_after_fork
+        self._lock = threading.Lock()
+        self._portal: BlockingPortal | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._forked = False
+        self._closed = False
+        self._warned = False
+        _PORTALS.add(self)
+
+    # --- state --------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def running(self) -> bool:
+        """Whether this process has a live loop thread for this portal."""
+        thread = self._thread
+        return thread is not None and self._pid == os.getpid() and thread.is_alive()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread if self._pid == os.getpid() else None
+
+    def _running_portal(self) -> BlockingPortal:
+        portal = self._portal
+        if portal is not None and not self._closed and self._pid == os.getpid():
+            return portal
+        if self._pid != os.getpid():
+            self._reset_after_fork()  # the at-fork hook did not run (fork outside os.fork)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(_CLOSED)
+            if self._portal is None:
+                self._start()
+            assert self._portal is not None
+            return self._portal
+
+    def _start(self) -> None:
+        """Start the loop thread (the lock is held)."""
+        if self._forked:
+            # First use in a forked child: drop the parent's pools, untouched, before any request.
+            self._forget_pools_after_fork()
+            self._forked = False
+        ready: Future[BlockingPortal] = Future()
+        thread = threading.Thread(target=_serve, args=(ready,), name=THREAD_NAME, daemon=True)
+        thread.start()
+        self._portal = ready.result()
+        self._thread = thread
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's loop thread; the next call starts a new one."""
+        self._lock = threading.Lock()  # it may have been held by another thread at fork time
+        if self._portal is not None or self._thread is not None:
+            _INHERITED.append((self._portal, self._thread))
+        self._portal = None
+        self._thread = None
+        self._pid = os.getpid()
+        self._forked = True
+
+    # --- calls --------------------------------------------------------------------------------
+
+    @overload
+    def call(self, func: Callable[[], Awaitable[T]]) -> T: ...
+
+    @overload
+    def call(self, func: Callable[[], T]) -> T: ...
+
+    def call(self, func: Callable[[], Any]) -> Any:
+        """Run `func` in the loop (awaiting it if it returns an awaitable); block for the result."""
+        portal = self._running_portal()
+        if not self._warned:
+            self._warn_if_in_a_running_loop()
+        try:
+            future = portal.start_task_soon(func)
+        except RuntimeError:
+            if self._closed:
+                raise RuntimeError(_CLOSED) from None
+            if self._thread is not None and threading.get_ident() == self._thread.ident:
+                raise RuntimeError(_FROM_OWN_LOOP) from None
+            raise
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()  # cancels the task in the loop too
+            raise
+
+    def iterate(self, source: AsyncIterator[T]) -> Iterator[T]:
+        """Items of an async iterator, one loop hop per item (for a paginator: per page)."""
+        finished = False
+        try:
+            while True:
+                try:
+                    item = self.call(source.__anext__)
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                except BaseException:
+                    finished = True  # an async generator that raised is finished
+                    raise
+                yield item
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if not finished and aclose is not None and self.running and not self._closed:
+                with contextlib.suppress(Exception):
+                    self.call(aclose)
+
+    def _warn_if_in_a_running_loop(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        # stacklevel: _warn_if_in_a_running_loop <- call <- the generated method <- the caller
+        warnings.warn(_IN_LOOP_WARNING, RuntimeWarning, stacklevel=4)
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    def close(self, final: Callable[[], Awaitable[object]]) -> None:
+        """Run `final` (the async client's close) in the loop, stop the loop, join. Idempotent."""
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        if self._thread is not None and threading.get_ident() == self._thread.ident:
+            raise RuntimeError(_FROM_OWN_LOOP)
+        with self._lock:
+            if self._closed:
+                return
+            if self._portal is None:
+                # Never used (or used only by the parent of this forked child): the async
+                # client still needs its close, which runs in a loop.
+                self._start()
+            portal, thread = self._portal, self._thread
+            assert portal is not None
+            assert thread is not None
+            self._closed = True  # from here on, new calls are refused
+            self._portal = None
+            self._thread = None
+        try:
+            portal.start_task_soon(final).result()
+        finally:
+            # Calls already in the loop finish first; then the loop ends and the thread with it.
+            portal.start_task_soon(portal.stop).result()
+            thread.join()
+
+    def __del__(self) -> None:
+        try:
+            thread = self._thread
+            if thread is not None and not self._closed and self._pid == os.getpid() and thread.is_alive():
+                warnings.warn(
+                    "a PacSpace client was not closed; use `with PacSpace(...) as pac:` or call pac.close()",
+                    ResourceWarning,
+                    stacklevel=2,
+                )
+        except Exception:  # interpreter shutdown, or __init__ never finished
+            pass
+
+
+def _reset_after_fork() -> None:
+    for portal in list(_PORTALS):
+        portal._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
