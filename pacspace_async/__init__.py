@@ -2,7 +2,7 @@
 
 from . import errors, models, webhooks
 from ._client import AsyncPacSpace
-from ._credentials import ApiKey, KeyProvider
+from ._credentials import NO_KEY, ApiKey, KeyProvider, NoKey
 from ._environments import Environment
 from ._errors import (
     APIConnectionError,
@@ -115,6 +115,8 @@ __all__ = [
     "InvalidScopeCombinationError",
     "KeyProvider",
     "MissingApiKeyError",
+    "NO_KEY",
+    "NoKey",
     "NotFoundError",
     "PacSpaceError",
     "PermissionDeniedError",

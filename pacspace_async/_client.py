@@ -12,6 +12,7 @@ from ._credentials import (
     ApiKey,
     Credentials,
     KeySource,
+    NoKey,
     default_key_source,
     initial_environment,
     to_key_source,
@@ -61,7 +62,7 @@ class AsyncPacSpace:
 
     def __init__(
         self,
-        api_key: KeySource | None = None,
+        api_key: KeySource | NoKey | None = None,
         *,
         environment: Environment | str | None = None,
         base_urls: Mapping[Environment, str] | Mapping[str, str] | None = None,
@@ -75,7 +76,10 @@ class AsyncPacSpace:
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
         configure_from_env()
-        source = default_key_source() if api_key is None else to_key_source(api_key)
+        if isinstance(api_key, NoKey):
+            source = None
+        else:
+            source = default_key_source() if api_key is None else to_key_source(api_key)
         explicit = None if environment is None else Environment.coerce(environment)
         resolved = initial_environment(source, explicit)
         urls = resolve_base_urls(base_urls)

@@ -6,6 +6,7 @@ the ``X-Api-Key`` header. Everything else sees `key_id` or `redacted`.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import os
 import time
@@ -19,7 +20,7 @@ from ._environments import Environment, check_routing
 from ._errors import ConfigurationError, EnvironmentMismatchError, InvalidApiKeyError, MissingApiKeyError
 from ._redact import REDACTED
 
-__all__ = ["ApiKey", "KeyProvider", "KeySource", "Credentials", "API_KEY_VARIABLE"]
+__all__ = ["ApiKey", "KeyProvider", "KeySource", "Credentials", "API_KEY_VARIABLE", "NoKey", "NO_KEY"]
 
 API_KEY_VARIABLE = "PACSPACE_API_KEY"
 
@@ -238,6 +239,15 @@ class KeyProvider:
 
 
 KeySource = Union[str, ApiKey, KeyProvider, KeyReader]
+
+
+class NoKey(enum.Enum):
+    """``api_key=NO_KEY``: a public-only client, whatever ``PACSPACE_API_KEY`` holds."""
+
+    NO_KEY = "no-key"
+
+
+NO_KEY = NoKey.NO_KEY
 
 
 def to_key_source(value: KeySource, *, source: str = "api_key") -> ApiKey | KeyProvider:

@@ -7,6 +7,7 @@ pacspace_async, so ``except pacspace_sync.RateLimitError`` also catches the asyn
 """
 
 from pacspace_async import (
+    NO_KEY,
     APIConnectionError,
     ApiKey,
     APIStatusError,
@@ -44,6 +45,7 @@ from pacspace_async import (
     InvalidScopeCombinationError,
     KeyProvider,
     MissingApiKeyError,
+    NoKey,
     NotFoundError,
     PacSpaceError,
     PermissionDeniedError,
@@ -126,6 +128,8 @@ __all__ = [
     "InvalidScopeCombinationError",
     "KeyProvider",
     "MissingApiKeyError",
+    "NO_KEY",
+    "NoKey",
     "NotFoundError",
     "PacSpace",
     "PacSpaceError",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from pacspace_async._client import AsyncPacSpace
-from pacspace_async._credentials import KeySource
+from pacspace_async._credentials import KeySource, NoKey
 from pacspace_async._environments import Environment
 from pacspace_async._requester import AuthErrorHook
 from pacspace_async.models.verify import ProofVerification
@@ -39,7 +39,7 @@ class PacSpace:
 
     def __init__(
         self,
-        api_key: KeySource | None = None,
+        api_key: KeySource | NoKey | None = None,
         *,
         environment: Environment | str | None = None,
         base_urls: Mapping[Environment, str] | Mapping[str, str] | None = None,

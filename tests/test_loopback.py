@@ -336,3 +336,25 @@ async def test_rate_limit_error_carries_retry_after_over_a_real_socket(loopback:
             await pac.balance.emit(**EMIT)
     assert info.value.retry_after == 120
     assert len(server.requests) == 1
+
+
+async def test_no_key_makes_a_public_only_client_whatever_the_environment_holds(
+    loopback: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pacspace_async import NO_KEY, MissingApiKeyError
+
+    server = loopback()
+
+    async def verify(request: web.Request) -> web.Response:
+        return ok({"verified": True, "proofRoot": request.match_info["root"]})
+
+    server.route("GET", "/api/v1/verify/{root}", verify)
+    await server.start()
+    monkeypatch.setenv("PACSPACE_API_KEY", PRODUCTION_KEY)
+    async with AsyncPacSpace(NO_KEY, environment="sandbox", base_urls={"sandbox": server.url}) as keyless:
+        assert keyless.key_id is None
+        assert (await keyless.verify("0xroot")).verified is True
+        with pytest.raises(MissingApiKeyError):
+            await keyless.balance.emit(**EMIT)
+    assert "X-Api-Key" not in server.requests[0].headers
+    assert len(server.requests) == 1

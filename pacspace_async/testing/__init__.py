@@ -1,0 +1,35 @@
+"""The PacSpace emulator: the Balance API as a real local HTTP server, for tests and demos.
+
+>>> from pacspace_async.testing import Emulator, Faults
+>>> async with Emulator(faults=Faults(rate=0.3)) as emu:            # doctest: +SKIP
+...     async with emu.client() as pac:
+...         await pac.balance.emit(customer_id="cust_1", delta=Decimal("-1"), reason="usage")
+
+Needs ``pip install 'pacspace[emulator]'`` (pycryptodome, for keccak-256 proofs). pytest
+fixtures: ``pacspace_emulator``, ``pacspace_client``, ``pacspace_emulator_thread`` and
+``pacspace_sync_client`` (see `pacspace_async.testing.pytest_plugin`).
+"""
+
+from ._deliveries import DeliveryAttempt, WebhookDeliveryRecord
+from ._emulator import Emulator, FailRule
+from ._faults import FAULT_KINDS, Faults
+from ._merkle import canonical_json, keccak256, leaf_hash, merkle_root, node_hash
+from ._state import PERMISSIONS, EmulatedCheckpoint, EmulatedDelta, RequestRecord
+
+__all__ = [
+    "FAULT_KINDS",
+    "PERMISSIONS",
+    "DeliveryAttempt",
+    "EmulatedCheckpoint",
+    "EmulatedDelta",
+    "Emulator",
+    "FailRule",
+    "Faults",
+    "RequestRecord",
+    "WebhookDeliveryRecord",
+    "canonical_json",
+    "keccak256",
+    "leaf_hash",
+    "merkle_root",
+    "node_hash",
+]
