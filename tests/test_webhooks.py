@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -1062,3 +1063,21 @@ async def test_verify_aiohttp_against_a_real_server() -> None:
     assert len(received) == 1
     assert isinstance(received[0].data, DeltaVerifiedData)
     assert received[0].data.delta == Decimal("-1.25")
+
+
+def test_client_exposes_its_verifier_as_pac_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pacspace_async import AsyncPacSpace, ConfigurationError
+
+    secret = "whsec_client_secret"
+    body = b'{"id":"evt_c","event":"delta.failed","data":{"recordId":"rec_9","error":"x"}}'
+    stamp = str(int(time.time()))
+    headers = {"X-PacSpace-Timestamp": stamp, "X-PacSpace-Signature": signature_header(secret, stamp, body)}
+    assert AsyncPacSpace(webhook_secret=secret).webhooks.verify(headers, body).type == "delta.failed"
+    monkeypatch.setenv("PACSPACE_WEBHOOK_SECRET", secret)
+    assert AsyncPacSpace().webhooks.verify(headers, body).id == "evt_c"
+    monkeypatch.delenv("PACSPACE_WEBHOOK_SECRET")
+    with pytest.raises(ConfigurationError, match="webhook_secret"):
+        _ = AsyncPacSpace().webhooks
+    with pytest.raises(ConfigurationError):
+        AsyncPacSpace(webhook_secret="")
+    assert secret not in repr(AsyncPacSpace(webhook_secret=secret).webhooks)

@@ -96,7 +96,7 @@ def number_text(value: Decimal | int) -> str:
     return format(value.normalize(), "f")
 
 
-def _canonical(value: Any, out: list[str]) -> None:
+def _encode(value: Any, out: list[str], sort_keys: bool, default: Callable[[Any], Any] | None) -> None:
     if value is None or isinstance(value, bool):
         out.append(json.dumps(value))
     elif isinstance(value, (int, Decimal)):
@@ -107,31 +107,38 @@ def _canonical(value: Any, out: list[str]) -> None:
         out.append(json.dumps(value, ensure_ascii=False))
     elif isinstance(value, Mapping):
         out.append("{")
-        for index, key in enumerate(sorted(value)):
+        for index, key in enumerate(sorted(value) if sort_keys else value):
             if not isinstance(key, str):
                 raise TypeError(f"JSON object keys must be strings, got {key!r}")
             if index:
                 out.append(",")
             out.append(json.dumps(key, ensure_ascii=False))
             out.append(":")
-            _canonical(value[key], out)
+            _encode(value[key], out, sort_keys, default)
         out.append("}")
     elif isinstance(value, (list, tuple)):
         out.append("[")
         for index, item in enumerate(value):
             if index:
                 out.append(",")
-            _canonical(item, out)
+            _encode(item, out, sort_keys, default)
         out.append("]")
+    elif default is not None:
+        _encode(default(value), out, sort_keys, None)
     else:
         raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def json_text(value: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON with exact numbers; `default` turns other objects into JSON values."""
+    out: list[str] = []
+    _encode(value, out, sort_keys, default)
+    return "".join(out)
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, compact, UTF-8 text, exact numbers (see the module docstring)."""
-    out: list[str] = []
-    _canonical(value, out)
-    return "".join(out)
+    return json_text(value, sort_keys=True)
 
 
 def leaf_hash(item: Mapping[str, Any]) -> bytes:

@@ -14,45 +14,20 @@ from typing import Any
 
 import attrs
 
-from ._merkle import number_text
+from ._merkle import json_text
 
 __all__ = ["ApiError", "Reply", "dumps", "loads", "iso", "parse_instant", "utc"]
 
 
-def _encode(value: Any, out: list[str]) -> None:
-    if value is None or isinstance(value, (bool, str)):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, (int, Decimal)):
-        out.append(number_text(value))
-    elif isinstance(value, float):
-        out.append(json.dumps(value))
-    elif isinstance(value, datetime):
-        out.append(json.dumps(iso(value)))
-    elif isinstance(value, Mapping):
-        out.append("{")
-        for index, (key, item) in enumerate(value.items()):
-            if index:
-                out.append(",")
-            out.append(json.dumps(str(key), ensure_ascii=False))
-            out.append(":")
-            _encode(item, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    else:
-        raise TypeError(f"{type(value).__name__} is not JSON")
+def _timestamps(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; a Decimal is written as its exact number."""
-    out: list[str] = []
-    _encode(value, out)
-    return "".join(out).encode("utf-8")
+    """Compact UTF-8 JSON; a Decimal is written as its exact number, a datetime as ISO 8601."""
+    return json_text(value, default=_timestamps).encode("utf-8")
 
 
 def _no_constant(name: str) -> Any:
