@@ -11,11 +11,22 @@ What it reads: `AsyncPacSpace` (pacspace_async._client), every public ``Async*``
 Classes and methods are found by introspection (a new resource or method needs no change here);
 signatures, defaults, annotations and docstrings are copied from the source text (``ast``).
 
+It also reads every public, non-package module of `pacspace_async` whose ``__all__`` names a
+coroutine function taking the client first (``async def call_tool(pac: AsyncPacSpace, ...)``,
+found in the source: today `pacspace_async.tools`), and writes its twin ``<module>.py``: each such
+function becomes a blocking one with the same name, parameters, defaults, annotations and
+docstring (the client typed ``PacSpace``) whose body is
+``pac._portal.call(functools.partial(<async function>, pac._wrapped, ...))``; every other name of
+its ``__all__`` (pure functions, classes, constants) is re-exported, the very same object. An async
+name that cannot be mirrored that way (another coroutine function, an async class or generator, a
+pure function whose signature mentions an ``Async*`` type) stops the generator, and so does such a
+module exported from `pacspace_async` itself (the facade would re-export the async module).
+
 What it writes, mirroring the layout: ``_client.py`` (``PacSpace``), ``pagination.py``,
-``resources/<module>.py`` and both ``__init__.py`` files. ``_portal.py`` (the runtime) and
-``py.typed`` are hand-written and left alone. Each class drops its ``Async`` prefix and wraps one
-async object; each method has the async method's name, parameters, defaults, annotations and
-docstring, with these mappings:
+``resources/<module>.py``, the modules of functions (``tools.py``) and both ``__init__.py`` files.
+``_portal.py`` (the runtime) and ``py.typed`` are hand-written and left alone. Each class drops
+its ``Async`` prefix and wraps one async object; each method has the async method's name,
+parameters, defaults, annotations and docstring, with these mappings:
 
 - ``aclose`` → ``close``; ``__aenter__``/``__aexit__`` → ``__enter__``/``__exit__``;
   ``__aiter__``/``__anext__`` → ``__iter__``/``__next__``; ``__await__`` is dropped (a sync
@@ -659,34 +670,104 @@ def _init_attributes(init: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[t
             yield target.attr, annotation
 
 
-class ClassWriter:
-    def __init__(self, target: Mirrored, mirrored: dict[str, Mirrored], module: ModuleCode) -> None:
-        self.target = target
+class _Writer:
+    """What mirroring a method and mirroring a module function share: annotations, defaults,
+    signatures and forwarding calls, with every name they use imported into `module`."""
+
+    def __init__(self, where: str, mirrored: dict[str, Mirrored], module: ModuleCode) -> None:
+        self.where = where
         self.mirrored = mirrored
         self.module = module
         self.names = {k: v.name for k, v in mirrored.items()}
         self.transform = _SyncAnnotation(self.names)
-        self.lines: list[str] = []
         self.uses_partial = False
-
-    # annotations, defaults, imports
 
     def annotation(self, node: ast.expr | None, context: str, *, returns: bool = False) -> str:
         if node is None:
-            raise GeneratorError(f"{self.target.async_name}: every parameter and return needs an annotation")
+            raise GeneratorError(f"{self.where}: every parameter and return needs an annotation")
         if returns:
             node = _unwrap_awaitable(node)
         elif _names_in(node) & (set(self.mirrored) | set(ASYNC_GENERICS) | UNWRAPPED):
-            raise GeneratorError(f"{self.target.async_name}: async types in parameters are not supported")
+            raise GeneratorError(f"{self.where}: async types in parameters are not supported")
         converted = self.transform.visit(ast.parse(ast.unparse(node), mode="eval").body)
         self.module.need_names(_names_in(converted), context, self.mirrored)
         return ast.unparse(converted)
 
     def default(self, node: ast.expr, context: str) -> str:
         if _names_in(node) & set(self.mirrored):
-            raise GeneratorError(f"{self.target.async_name}: async objects as defaults are not supported")
+            raise GeneratorError(f"{self.where}: async objects as defaults are not supported")
         self.module.need_names(_names_in(node), context, self.mirrored)
         return ast.get_source_segment(source(context).text, node) or ast.unparse(node)
+
+    def signature(
+        self,
+        node: ast.FunctionDef | ast.AsyncFunctionDef,
+        context: str,
+        name: str,
+        returns: str,
+        *,
+        receiver: tuple[str, str] | None = None,
+        indent: str = INDENT,
+    ) -> tuple[list[str], list[str]]:
+        """The ``def`` lines and the arguments that forward every parameter.
+
+        The first parameter is ``self`` (a method), or for a module function `receiver`: its
+        parameter text (``pac: PacSpace``) and what is forwarded in its place (``pac._wrapped``).
+        """
+        args = node.args
+        params: list[str] = []
+        forward: list[str] = []
+        positional = [*args.posonlyargs, *args.args]
+        defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+        for index, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
+            if index == 0:
+                if receiver is not None:
+                    params.append(receiver[0])
+                    forward.append(receiver[1])
+                    continue
+                if arg.arg != "self":
+                    raise GeneratorError(f"{self.where}.{node.name}: the first parameter must be self")
+                params.append("self")
+                continue
+            text = f"{arg.arg}: {self.annotation(arg.annotation, context)}"
+            if default is not None:
+                text += f" = {self.default(default, context)}"
+            params.append(text)
+            forward.append(arg.arg)
+            if args.posonlyargs and arg is args.posonlyargs[-1]:
+                params.append("/")
+        if args.vararg is not None:
+            params.append(f"*{args.vararg.arg}: {self.annotation(args.vararg.annotation, context)}")
+            forward.append(f"*{args.vararg.arg}")
+        elif args.kwonlyargs:
+            params.append("*")
+        for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+            text = f"{arg.arg}: {self.annotation(arg.annotation, context)}"
+            if kw_default is not None:
+                text += f" = {self.default(kw_default, context)}"
+            params.append(text)
+            forward.append(f"{arg.arg}={arg.arg}")
+        if args.kwarg is not None:
+            params.append(f"**{args.kwarg.arg}: {self.annotation(args.kwarg.annotation, context)}")
+            forward.append(f"**{args.kwarg.arg}")
+        one_line = f"{indent}def {name}({', '.join(params)}) -> {returns}:"
+        if len(one_line) <= LINE_LENGTH:
+            return [one_line], forward
+        lines = [f"{indent}def {name}("] + [f"{indent}{INDENT}{p}," for p in params] + [f"{indent}) -> {returns}:"]
+        return lines, forward
+
+    def partial(self, call: Call) -> Call | str:
+        if not call.args:
+            return call.func
+        self.uses_partial = True
+        return Call("functools.partial", [call.func, *call.args])
+
+
+class ClassWriter(_Writer):
+    def __init__(self, target: Mirrored, mirrored: dict[str, Mirrored], module: ModuleCode) -> None:
+        super().__init__(target.async_name, mirrored, module)
+        self.target = target
+        self.lines: list[str] = []
 
     def construct(self, target: Mirrored, value: str) -> str:
         if target.is_root:
@@ -821,52 +902,6 @@ class ClassWriter:
             lines.append(INDENT * 2 + self.wrapped_return(wrap, "value"))
         return [*lines, ""]
 
-    def signature(
-        self,
-        node: ast.FunctionDef | ast.AsyncFunctionDef,
-        context: str,
-        name: str,
-        returns: str,
-    ) -> tuple[list[str], list[str]]:
-        """The ``def`` lines and the arguments that forward every parameter."""
-        args = node.args
-        params: list[str] = []
-        forward: list[str] = []
-        positional = [*args.posonlyargs, *args.args]
-        defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-        for index, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
-            if index == 0:
-                if arg.arg != "self":
-                    raise GeneratorError(f"{self.target.async_name}.{node.name}: the first parameter must be self")
-                params.append("self")
-                continue
-            text = f"{arg.arg}: {self.annotation(arg.annotation, context)}"
-            if default is not None:
-                text += f" = {self.default(default, context)}"
-            params.append(text)
-            forward.append(arg.arg)
-            if args.posonlyargs and arg is args.posonlyargs[-1]:
-                params.append("/")
-        if args.vararg is not None:
-            params.append(f"*{args.vararg.arg}: {self.annotation(args.vararg.annotation, context)}")
-            forward.append(f"*{args.vararg.arg}")
-        elif args.kwonlyargs:
-            params.append("*")
-        for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
-            text = f"{arg.arg}: {self.annotation(arg.annotation, context)}"
-            if kw_default is not None:
-                text += f" = {self.default(kw_default, context)}"
-            params.append(text)
-            forward.append(f"{arg.arg}={arg.arg}")
-        if args.kwarg is not None:
-            params.append(f"**{args.kwarg.arg}: {self.annotation(args.kwarg.annotation, context)}")
-            forward.append(f"**{args.kwarg.arg}")
-        one_line = f"{INDENT}def {name}({', '.join(params)}) -> {returns}:"
-        if len(one_line) <= LINE_LENGTH:
-            return [one_line], forward
-        lines = [f"{INDENT}def {name}("] + [f"{INDENT * 2}{p}," for p in params] + [f"{INDENT}) -> {returns}:"]
-        return lines, forward
-
     def method(self, member: Member) -> list[str]:
         node = member.node
         assert node is not None
@@ -920,12 +955,6 @@ class ClassWriter:
             body = render_call(through_portal, indent, "return ")
         return [*lines, *body, ""]
 
-    def partial(self, call: Call) -> Call | str:
-        if not call.args:
-            return call.func
-        self.uses_partial = True
-        return Call("functools.partial", [call.func, *call.args])
-
 
 def _is_async_iterator(returns: ast.expr | None) -> bool:
     node = returns.value if isinstance(returns, ast.Subscript) else returns
@@ -940,6 +969,149 @@ def _local_dunder(name: str, forward: list[str]) -> str:
     if name == "__contains__" and len(forward) == 1:
         return f"{forward[0]} in self._wrapped"
     return f"self._wrapped.{name}({', '.join(forward)})"
+
+
+# --- modules of functions ----------------------------------------------------------------------
+
+
+def _declared_all(found: Source) -> list[str]:
+    """The names of a module's literal ``__all__`` (none when it has no such statement)."""
+    for node in found.tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            value = ast.literal_eval(node.value)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise GeneratorError(f"{found.name}: __all__ must be a literal list of names")
+            return list(value)
+    return []
+
+
+def _signature_names(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    args = node.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    names = _names_in(node.returns)
+    for arg in every:
+        if arg is not None:
+            names |= _names_in(arg.annotation)
+    return names
+
+
+def _takes_client(node: ast.AsyncFunctionDef) -> bool:
+    positional = [*node.args.posonlyargs, *node.args.args]
+    first = positional[0].annotation if positional else None
+    return isinstance(first, ast.Name) and first.id == ROOT_CLASS
+
+
+def function_modules() -> list[str]:
+    """Public modules of pacspace_async (not packages) whose ``__all__`` names a coroutine function
+    that takes the client first, such as ``async def call_tool(pac: AsyncPacSpace, ...)``.
+
+    Read from the source, so modules that merely exist (the CLI...) are not imported.
+    """
+    package = importlib.import_module(ASYNC)
+    found = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.ispkg or info.name.startswith("_"):
+            continue
+        name = f"{ASYNC}.{info.name}"
+        module_source = source(name)
+        exported = set(_declared_all(module_source))
+        if any(
+            isinstance(node, ast.AsyncFunctionDef) and node.name in exported and _takes_client(node)
+            for node in module_source.tree.body
+        ):
+            found.append(name)
+    return found
+
+
+class FunctionWriter(_Writer):
+    """Mirrors one coroutine function that takes the client first: same name, parameters, defaults,
+    annotations and docstring, the client typed as the sync client; the body runs the async
+    function on the sync client's wrapped async client, in its loop (``pac._portal``)."""
+
+    def __init__(self, async_module: str, alias: str, mirrored: dict[str, Mirrored], module: ModuleCode) -> None:
+        super().__init__(async_module, mirrored, module)
+        self.alias = alias
+        self.root = next(m for m in mirrored.values() if m.is_root)
+
+    def function(self, node: ast.AsyncFunctionDef) -> list[str]:
+        where = f"{self.where}.{node.name}"
+        if _wrap_of(node.returns, self.mirrored, where) is not None:
+            raise GeneratorError(f"{where}: a module function that returns an async object is not supported")
+        client = [*node.args.posonlyargs, *node.args.args][0].arg
+        self.module.need_names({self.root.name}, self.where, self.mirrored)
+        returns = self.annotation(node.returns, self.where, returns=True)
+        signature, forward = self.signature(
+            node,
+            self.where,
+            node.name,
+            returns,
+            receiver=(f"{client}: {self.root.name}", f"{client}._wrapped"),
+            indent="",
+        )
+        doc = ast.get_docstring(node)
+        lines = signature + render_doc(_function_doc(doc, self.where, self.names), INDENT)
+        call = Call(f"{self.alias}.{node.name}", list(forward))
+        through_portal = Call(f"{client}._portal.call", [self.partial(call)])
+        lines += render_call(through_portal, INDENT, "" if returns == "None" else "return ")
+        return lines
+
+
+def function_module(async_module: str, mirrored: dict[str, Mirrored]) -> str:
+    """The sync twin of a module of functions (see `function_modules`).
+
+    Each coroutine function of its ``__all__`` that takes the client first is mirrored by a
+    blocking function (`FunctionWriter`); every other name (pure functions, classes, constants) is
+    re-exported: the very same object. An async name that cannot be mirrored stops the generator.
+    """
+    names = {k: v.name for k, v in mirrored.items()}
+    found = source(async_module)
+    live = importlib.import_module(async_module)
+    code = ModuleCode(sync_module(async_module), {Import("__future__", "annotations", "annotations")})
+    alias = "_async_" + async_module.rpartition(".")[2]
+    nodes = {
+        node.name: node
+        for node in found.tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+    exported = _declared_all(found)
+    functions: list[ast.AsyncFunctionDef] = []
+    for name in exported:
+        value = getattr(live, name)
+        node = nodes.get(name)
+        where = f"{async_module}.{name}"
+        if inspect.iscoroutinefunction(value):
+            if not isinstance(node, ast.AsyncFunctionDef) or not _takes_client(node):
+                raise GeneratorError(f"{where}: a coroutine function is mirrored only when it takes the client first")
+            functions.append(node)
+            continue
+        if inspect.isasyncgenfunction(value) or name.startswith("Async"):
+            raise GeneratorError(f"{where}: has no sync twin")
+        if inspect.isclass(value) and any(
+            inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member) for member in vars(value).values()
+        ):
+            raise GeneratorError(f"{where}: a class with async methods cannot be re-exported as it is")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _signature_names(node) & set(mirrored):
+            raise GeneratorError(f"{where}: mentions an async client type and cannot be re-exported as it is")
+        code.need(Import(async_module, name, name))
+    body: list[str] = []
+    if functions:
+        code.need(Import(async_module, None, alias))
+        for node in sorted(functions, key=lambda n: n.lineno):
+            writer = FunctionWriter(async_module, alias, mirrored, code)
+            if body:
+                body += ["", ""]
+            body += writer.function(node)
+            if writer.uses_partial:
+                code.need(Import("functools", None, "functools"))
+    doc = _function_doc(ast.get_docstring(found.tree), async_module, names)
+    return render_module(code, doc, body, sorted(exported))
+
+
+def _function_doc(doc: str | None, async_module: str, names: dict[str, str]) -> str | None:
+    """`sync_doc`, and the module's own import path made the sync one (examples import from it)."""
+    if not doc:
+        return None
+    return sync_doc(re.sub(rf"\b{re.escape(async_module)}\b", sync_module(async_module), doc), names)
 
 
 # --- modules -----------------------------------------------------------------------------------
@@ -999,6 +1171,9 @@ def generate() -> dict[str, str]:
         text = render_module(code, sync_doc(doc, names) if doc else None, body, sorted(t.name for t in targets))
         relative = async_module.removeprefix(ASYNC).lstrip(".").replace(".", "/")
         files[f"{relative}.py"] = text
+    for async_module in function_modules():
+        relative = async_module.removeprefix(ASYNC).lstrip(".").replace(".", "/")
+        files[f"{relative}.py"] = function_module(async_module, mirrored)
     files["resources/__init__.py"] = package_init(
         RESOURCES, [m for m in mirrored.values() if m.module.startswith(RESOURCES + ".")], mirrored, reexport=False
     )
@@ -1020,8 +1195,14 @@ def package_init(package: str, classes: list[Mirrored], mirrored: dict[str, Mirr
             value = getattr(top, name)
             if inspect.isclass(value) and name in mirrored:
                 continue
-            if name.startswith("Async"):
+            if name.startswith("Async") or inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
                 raise GeneratorError(f"{ASYNC}.{name} is public but has no sync twin")
+            if inspect.ismodule(value) and value.__name__ in function_modules():
+                # Re-exported as it is, pacspace_sync.<name> would be the async module.
+                raise GeneratorError(
+                    f"{ASYNC}.{name} has a sync twin ({sync_module(value.__name__)}): import it as a submodule, "
+                    f"do not export it from {ASYNC}"
+                )
             code.need(Import(ASYNC, name, name))
             exports.append(name)
     if len(set(exports)) != len(exports):
