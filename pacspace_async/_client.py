@@ -9,16 +9,14 @@ from types import TracebackType
 from typing import Any
 
 from ._credentials import (
-    ApiKey,
-    Credentials,
     KeySource,
     NoKey,
     default_key_source,
-    initial_environment,
+    initial_credentials,
     to_key_source,
 )
 from ._environments import Environment, check_routing, resolve_base_urls
-from ._errors import ConfigurationError, EnvironmentMismatchError, InvalidArgumentError
+from ._errors import ConfigurationError, InvalidArgumentError
 from ._logging import configure_from_env
 from ._requester import AuthErrorHook, Clock, Requester, Settings
 from ._retry import RetryPolicy
@@ -81,9 +79,9 @@ class AsyncPacSpace:
         else:
             source = default_key_source() if api_key is None else to_key_source(api_key)
         explicit = None if environment is None else Environment.coerce(environment)
-        resolved = initial_environment(source, explicit)
+        credentials = initial_credentials(source, explicit)
         urls = resolve_base_urls(base_urls)
-        check_routing(key_environment=resolved, explicit=None, base_url=urls[resolved])
+        check_routing(key_environment=credentials.environment, explicit=None, base_url=urls[credentials.environment])
         if isinstance(pool_limit, bool) or not isinstance(pool_limit, int) or pool_limit < 1:
             raise InvalidArgumentError(f"pool_limit must be an int >= 1, got {pool_limit!r}")
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
@@ -97,10 +95,11 @@ class AsyncPacSpace:
             policy=RetryPolicy(_retries(max_retries), _positive("max_retry_after", max_retry_after)),
             on_auth_error=on_auth_error,
         )
+        # An empty variable is "not configured": it must not break clients that never verify webhooks.
         webhooks = None
-        if webhook_secret is not None or SECRET_ENV_VAR in os.environ:
+        if webhook_secret is not None or os.environ.get(SECRET_ENV_VAR, "").strip():
             webhooks = WebhookVerifier(webhook_secret)
-        requester = Requester(Transport(pool_limit=pool_limit, ssl=ssl), Credentials(source, resolved), settings)
+        requester = Requester(Transport(pool_limit=pool_limit, ssl=ssl), credentials, settings)
         self._setup(requester, webhooks, None)
 
     def _setup(self, requester: Requester, webhooks: WebhookVerifier | None, summaries: AsyncSummaries | None) -> None:
@@ -178,13 +177,7 @@ class AsyncPacSpace:
 
         A key of the other environment is refused and the old key stays in use.
         """
-        new = to_key_source(api_key)
-        if isinstance(new, ApiKey) and new.environment is not self.environment:
-            raise EnvironmentMismatchError(
-                f"key {new.key_id} belongs to {new.environment.value}, but this client serves "
-                f"{self.environment.value}; the old key stays in use"
-            )
-        await self._requester.credentials.rotate(new)
+        await self._requester.credentials.rotate(to_key_source(api_key))
 
     def with_options(
         self,

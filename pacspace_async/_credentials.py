@@ -20,7 +20,16 @@ from ._environments import Environment, check_routing
 from ._errors import ConfigurationError, EnvironmentMismatchError, InvalidApiKeyError, MissingApiKeyError
 from ._redact import REDACTED
 
-__all__ = ["ApiKey", "KeyProvider", "KeySource", "Credentials", "API_KEY_VARIABLE", "NoKey", "NO_KEY"]
+__all__ = [
+    "ApiKey",
+    "KeyProvider",
+    "KeySource",
+    "Credentials",
+    "API_KEY_VARIABLE",
+    "NoKey",
+    "NO_KEY",
+    "initial_credentials",
+]
 
 API_KEY_VARIABLE = "PACSPACE_API_KEY"
 
@@ -33,6 +42,30 @@ def _refuse(text: str, why: str, source: str) -> InvalidApiKeyError:
         f"invalid API key from {source} ({len(text)} characters): {why}; "
         "expected the form pk_{test|live}_<publicId>.<secret>"
     )
+
+
+def _split(text: object, source: str) -> tuple[Environment, str, str]:
+    """The environment, public id and secret of a well-formed key, or the rule it breaks."""
+    if not isinstance(text, str):
+        raise InvalidApiKeyError(f"the API key from {source} must be a str, not {type(text).__name__}")
+    if not text:
+        raise _refuse(text, "it is empty (leave api_key unset for public calls only)", source)
+    if any(ch.isspace() for ch in text):
+        raise _refuse(text, "it contains whitespace (a trailing newline from a file or a paste?)", source)
+    if not text.isascii() or not text.isprintable():
+        raise _refuse(text, "it contains characters that are not visible ASCII", source)
+    environment = _PREFIXES.get(text[:8])
+    if environment is None:
+        raise _refuse(text, "it must start with pk_test_ (sandbox) or pk_live_ (production)", source)
+    dots = text.count(".")
+    if dots != 1:
+        raise _refuse(text, f"it must contain exactly one '.' between public id and secret, found {dots}", source)
+    public_id, secret = text[8:].split(".")
+    if not public_id:
+        raise _refuse(text, "the public id before '.' is empty", source)
+    if not secret:
+        raise _refuse(text, "the secret after '.' is empty", source)
+    return environment, public_id, secret
 
 
 @attrs.frozen(repr=False)
@@ -48,29 +81,17 @@ class ApiKey:
     public_id: str
     _secret: str = attrs.field(alias="secret")
 
+    def __attrs_post_init__(self) -> None:
+        # Built directly rather than parsed: hold it to the same rules, so no header can be
+        # smuggled in through a public id or secret.
+        if not isinstance(self.environment, Environment) or not isinstance(self.public_id, str):
+            raise InvalidApiKeyError("ApiKey(environment, public_id, secret) needs an Environment and strings")
+        _split(f"{self.environment.key_prefix}{self.public_id}.{self._secret}", "ApiKey(...)")
+
     @classmethod
     def parse(cls, text: str, *, source: str = "api_key") -> ApiKey:
         """Check the exact shape ``pk_{test|live}_{publicId}.{secret}``; never echo the input."""
-        if not isinstance(text, str):
-            raise InvalidApiKeyError(f"the API key from {source} must be a str, not {type(text).__name__}")
-        if not text:
-            raise _refuse(text, "it is empty (leave api_key unset for public calls only)", source)
-        if any(ch.isspace() for ch in text):
-            raise _refuse(text, "it contains whitespace (a trailing newline from a file or a paste?)", source)
-        if not text.isascii() or not text.isprintable():
-            raise _refuse(text, "it contains characters that are not visible ASCII", source)
-        environment = _PREFIXES.get(text[:8])
-        if environment is None:
-            raise _refuse(text, "it must start with pk_test_ (sandbox) or pk_live_ (production)", source)
-        dots = text.count(".")
-        if dots != 1:
-            raise _refuse(text, f"it must contain exactly one '.' between public id and secret, found {dots}", source)
-        public_id, secret = text[8:].split(".")
-        if not public_id:
-            raise _refuse(text, "the public id before '.' is empty", source)
-        if not secret:
-            raise _refuse(text, "the secret after '.' is empty", source)
-        return cls(environment, public_id, secret)
+        return cls(*_split(text, source))
 
     @property
     def key_id(self) -> str:
@@ -276,10 +297,16 @@ class Credentials:
     they were sent with, every later request reads the new one.
     """
 
-    def __init__(self, source: ApiKey | KeyProvider | None, environment: Environment) -> None:
+    def __init__(
+        self,
+        source: ApiKey | KeyProvider | None,
+        environment: Environment,
+        initial_key: ApiKey | None = None,
+    ) -> None:
         self.environment = environment
         self._source = source
-        self._last_key_id = source.key_id if isinstance(source, ApiKey) else None
+        known = source if isinstance(source, ApiKey) else initial_key
+        self._last_key_id = known.key_id if known is not None else None
 
     @property
     def has_key(self) -> bool:
@@ -314,15 +341,17 @@ class Credentials:
         if key.environment is not self.environment:
             raise EnvironmentMismatchError(
                 f"key {key.key_id} belongs to {key.environment.value}, but this client serves "
-                f"{self.environment.value}; create a separate client for {key.environment.value}"
+                f"{self.environment.value}; the current key stays in use (create a separate client "
+                f"for {key.environment.value})"
             )
 
 
-def initial_environment(
-    source: ApiKey | KeyProvider | None,
-    explicit: Environment | None,
-) -> Environment:
-    """Decide the client's environment at construction, before any I/O."""
+def initial_credentials(source: ApiKey | KeyProvider | None, explicit: Environment | None) -> Credentials:
+    """The client's credentials, its environment decided at construction, before any request.
+
+    A synchronous provider is read here, so a bad key fails fast.
+    """
+    key: ApiKey | None
     if isinstance(source, KeyProvider):
         if source.is_async:
             if explicit is None:
@@ -330,8 +359,10 @@ def initial_environment(
                     "an async key provider cannot be read before the event loop runs; "
                     "pass environment=Environment.SANDBOX or Environment.PRODUCTION with it"
                 )
-            return explicit
-        source = source.load_now()
-    key_environment = source.environment if source is not None else None
+            return Credentials(source, explicit)
+        key = source.load_now()
+    else:
+        key = source
+    key_environment = key.environment if key is not None else None
     check_routing(key_environment=key_environment, explicit=explicit)
-    return key_environment or explicit or Environment.PRODUCTION
+    return Credentials(source, key_environment or explicit or Environment.PRODUCTION, key)

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from ._redact import redact
+from ._redact import redact, redact_json
 
 __all__ = [
     "APIConnectionError",
@@ -193,7 +193,7 @@ class APIStatusError(PacSpaceError):
         self.path = path
         self.request_id = request_id
         self.retries_taken = retries_taken
-        self.body = body
+        self.body = redact_json(body)
         self.key_id = key_id
         self.retry_after = retry_after
         self.customer_id = customer_id
@@ -267,7 +267,7 @@ class ServiceUnavailableError(ServerError):
 
 # --- the mapping ----------------------------------------------------------------------------
 
-_RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
 
 
 def action_for_status(status: int) -> ErrorAction:
@@ -276,7 +276,7 @@ def action_for_status(status: int) -> ErrorAction:
         return ErrorAction.ALERT_OPERATOR
     if status == 429:
         return ErrorAction.WAIT_AND_RETRY
-    if status in _RETRY_STATUSES or status >= 500:
+    if status in RETRY_STATUSES or status >= 500:
         return ErrorAction.RETRY
     return ErrorAction.FIX_INPUT
 

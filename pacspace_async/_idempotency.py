@@ -28,8 +28,8 @@ class IdempotencyKeys:
     """Builds every ``Idempotency-Key`` the client sends, prefixed ``sandbox:``/``production:``.
 
     >>> keys = IdempotencyKeys(Environment.SANDBOX)
-    >>> keys.for_reference("inv_1", operation="balance.delta")
-    'sandbox:balance.delta:inv_1'
+    >>> keys.for_reference("inv_1", operation="balance.delta", scope="cust_1")
+    'sandbox:balance.delta:cust_1:inv_1'
     """
 
     environment: Environment
@@ -38,14 +38,37 @@ class IdempotencyKeys:
     def prefix(self) -> str:
         return f"{self.environment.value}:"
 
-    def for_reference(self, reference: str, *, operation: str) -> str:
-        """Deterministic: the same business reference always gives the same key."""
+    def for_reference(self, reference: str, *, operation: str, scope: str | None = None) -> str:
+        """Deterministic: the same business reference always gives the same key.
+
+        `scope` (the customer, for a delta) keeps equal references of different customers
+        apart: ``inv_1`` of ``cust_A`` and ``inv_1`` of ``cust_B`` are two events.
+        """
         if not isinstance(reference, str) or not reference:
             raise InvalidArgumentError("reference_id must be a non-empty string")
-        # "sha256:..." is how hashed keys look: such a reference is hashed too, never kept.
-        if _READABLE.fullmatch(reference) and not reference.startswith("sha256:"):
-            return f"{self.prefix}{operation}:{reference}"
-        return f"{self.prefix}{operation}:sha256:{_digest(operation, reference)}"
+        parts = (reference,) if scope is None else (scope, reference)
+        readable = ":".join(parts)
+        # Kept readable only when it reads back one way: a scope holding ':' would not, and
+        # "sha256:..." is how hashed keys look.
+        if (scope is None or ":" not in scope) and _READABLE.fullmatch(readable) and not readable.startswith("sha256:"):
+            return f"{self.prefix}{operation}:{readable}"
+        return f"{self.prefix}{operation}:sha256:{_digest(operation, *parts)}"
+
+    def for_call(
+        self,
+        *,
+        operation: str,
+        caller_key: str | None = None,
+        reference: str | None = None,
+        scope: str | None = None,
+    ) -> str:
+        """The key of one call: the caller's own, else one derived from the business
+        reference (within `scope`), else a fresh one."""
+        if caller_key is not None:
+            return self.from_caller(caller_key)
+        if reference is not None:
+            return self.for_reference(reference, operation=operation, scope=scope)
+        return self.fresh(operation)
 
     def fresh(self, operation: str) -> str:
         """Random: one logical call, reused on every attempt of it."""

@@ -7,6 +7,7 @@ it does not control (server messages, user log calls, exception chains).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 REDACTED = "****"
 
@@ -24,3 +25,14 @@ def redact(text: str) -> str:
     if "pk_" not in text:
         return text
     return _KEY_SHAPED.sub(rf"\1.{REDACTED}", text)
+
+
+def redact_json(value: Any) -> Any:
+    """`redact` every string in decoded JSON (an error body the server filled in)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_json(key): redact_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_json(item) for item in value]
+    return value

@@ -15,11 +15,12 @@ from typing import Any
 
 import attrs
 
-from ._errors import error_code, error_fields
+from ._errors import RETRY_STATUSES, error_code, error_fields
 
 __all__ = ["RetryPolicy", "backoff_delay", "parse_retry_after", "RETRYABLE_STATUSES"]
 
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Those whose action is RETRY, and 429 (WAIT_AND_RETRY) whose wait the SDK can sleep through.
+RETRYABLE_STATUSES = RETRY_STATUSES | {429}
 NOT_RETRIED_CODES = frozenset({"CADENCE_LIMIT"})
 
 
@@ -109,3 +110,18 @@ class RetryPolicy:
     ) -> float:
         """The server's hint when there is one, else exponential backoff with jitter."""
         return hint if hint is not None else backoff_delay(attempt, jitter=jitter)
+
+    def pending_delay(
+        self,
+        waits: int,
+        hint: float | None,
+        *,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> float:
+        """The wait before resending a request the server reports as still in progress.
+
+        The server's hint, but never below a floor that grows with each wait: a hint of 0
+        must not turn into a tight loop against a payments API.
+        """
+        floor = min(2.0, 0.1 * 2.0 ** min(waits, 5))
+        return max(self.delay(min(waits, 4), hint, jitter=jitter), floor)

@@ -98,7 +98,9 @@ def _webhook_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         headers = parse_headers(str(_read(args.headers, binary=False)))
         body = _read(args.body, binary=True)
-        verifier = WebhookVerifier(os.environ.get(args.secret_env) if args.secret_env else None)
+        if args.secret_env and not os.environ.get(args.secret_env):
+            return _fail(f"the variable {args.secret_env} named by --secret-env is not set", EXIT_USAGE, err)
+        verifier = WebhookVerifier(os.environ[args.secret_env] if args.secret_env else None)
         event = verifier.verify(headers, body)
     except (OSError, json.JSONDecodeError) as error:
         return _fail(f"cannot read input: {error}", EXIT_USAGE, err)

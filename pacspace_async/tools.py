@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import attrs
 
 from ._errors import ConflictError, ErrorAction, InvalidArgumentError, PacSpaceError
-from .resources._args import _CUSTOMER_ID
-from .resources._scope import _PERIOD, GRANULARITIES, TIME_PRESETS
+from .resources._args import CUSTOMER_ID_PATTERN
+from .resources._scope import GRANULARITIES, PERIOD_PATTERN, TIME_PRESETS
 from .resources.balance import AsyncBalance
 from .resources.checkpoints import AsyncCheckpoints
 from .resources.verify import VERIFY_SOURCES, AsyncVerification
@@ -140,9 +140,9 @@ _PARAMETERS: Mapping[str, str] = {
 # Extra JSON Schema constraints, mirroring checks the SDK makes anyway (so the model learns them
 # from the schema instead of from a refusal).
 _CONSTRAINTS: Mapping[str, Mapping[str, Any]] = {
-    "customer_id": {"pattern": f"^{_CUSTOMER_ID.pattern}$", "maxLength": 128},
+    "customer_id": {"pattern": f"^{CUSTOMER_ID_PATTERN.pattern}$", "maxLength": 128},
     "reason": {"maxLength": 500},
-    "period": {"pattern": f"^{_PERIOD.pattern}$"},
+    "period": {"pattern": f"^{PERIOD_PATTERN.pattern}$"},
     "limit": {"minimum": 1, "maximum": 1000},
     "offset": {"minimum": 0},
     "timeout": {"exclusiveMinimum": 0, "maximum": 300},

@@ -18,7 +18,7 @@ from pacspace_async._credentials import (
     Credentials,
     KeyProvider,
     default_key_source,
-    initial_environment,
+    initial_credentials,
     to_key_source,
 )
 from pacspace_async._environments import Environment
@@ -354,23 +354,29 @@ def test_from_callable_returning_a_wrong_type_is_refused(value: object) -> None:
         provider.load_now()
 
 
-def test_initial_environment() -> None:
+def test_initial_credentials() -> None:
     async def read() -> str:
         return SANDBOX_KEY
 
+    def environment(source: object, explicit: Environment | None) -> Environment:
+        return initial_credentials(source, explicit).environment  # type: ignore[arg-type]
+
     async_provider = KeyProvider.from_callable(read)
     with pytest.raises(ConfigurationError, match="environment="):
-        initial_environment(async_provider, None)
-    assert initial_environment(async_provider, Environment.SANDBOX) is Environment.SANDBOX
+        initial_credentials(async_provider, None)
+    assert environment(async_provider, Environment.SANDBOX) is Environment.SANDBOX
     sync_provider = KeyProvider.from_callable(lambda: PRODUCTION_KEY)
-    assert initial_environment(sync_provider, None) is Environment.PRODUCTION
-    assert initial_environment(ApiKey.parse(SANDBOX_KEY), None) is Environment.SANDBOX
-    assert initial_environment(None, None) is Environment.PRODUCTION
-    assert initial_environment(None, Environment.SANDBOX) is Environment.SANDBOX
+    assert environment(sync_provider, None) is Environment.PRODUCTION
+    # a synchronous provider is read at construction, so its identity is known at once
+    assert initial_credentials(sync_provider, None).key_id == ApiKey.parse(PRODUCTION_KEY).key_id
+    assert initial_credentials(async_provider, Environment.SANDBOX).key_id is None
+    assert environment(ApiKey.parse(SANDBOX_KEY), None) is Environment.SANDBOX
+    assert environment(None, None) is Environment.PRODUCTION
+    assert environment(None, Environment.SANDBOX) is Environment.SANDBOX
     with pytest.raises(EnvironmentMismatchError):
-        initial_environment(ApiKey.parse(SANDBOX_KEY), Environment.PRODUCTION)
+        initial_credentials(ApiKey.parse(SANDBOX_KEY), Environment.PRODUCTION)
     with pytest.raises(EnvironmentMismatchError):
-        initial_environment(sync_provider, Environment.SANDBOX)
+        initial_credentials(sync_provider, Environment.SANDBOX)
 
 
 def test_to_key_source_accepts_the_documented_types() -> None:

@@ -193,3 +193,17 @@ def test_from_caller_is_well_formed_and_idempotent(key: str) -> None:
         return
     assert_well_formed(sent, SANDBOX)
     assert SANDBOX.from_caller(sent) == sent
+
+
+def test_a_scope_keeps_equal_references_of_different_customers_apart() -> None:
+    a = SANDBOX.for_reference("inv_1", operation="balance.delta", scope="cust_A")
+    b = SANDBOX.for_reference("inv_1", operation="balance.delta", scope="cust_B")
+    assert a == "sandbox:balance.delta:cust_A:inv_1"
+    assert a != b
+    # a customer id holding ':' could be read two ways, so it is hashed
+    odd = SANDBOX.for_reference("c", operation="balance.delta", scope="a:b")
+    assert odd.startswith("sandbox:balance.delta:sha256:")
+    assert odd != SANDBOX.for_reference("b:c", operation="balance.delta", scope="a")
+    assert SANDBOX.for_call(operation="balance.delta", reference="inv_1", scope="cust_A") == a
+    assert SANDBOX.for_call(operation="balance.delta", caller_key="mine") == "sandbox:mine"
+    assert SANDBOX.for_call(operation="balance.delta").startswith("sandbox:balance.delta:")

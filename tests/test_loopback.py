@@ -358,3 +358,20 @@ async def test_no_key_makes_a_public_only_client_whatever_the_environment_holds(
             await keyless.balance.emit(**EMIT)
     assert "X-Api-Key" not in server.requests[0].headers
     assert len(server.requests) == 1
+
+
+async def test_the_same_reference_for_two_customers_is_two_deltas(loopback: Make) -> None:
+    # A server that replays by key alone would hand cust_B the record of cust_A if the key
+    # came from the reference only: the key must carry the customer too.
+    server = loopback()
+    ledger = Ledger()
+    server.route("POST", DELTA, ledger.emit)
+    await server.start()
+    async with AsyncPacSpace(SANDBOX_KEY, base_urls={"sandbox": server.url}) as pac:
+        first = await pac.balance.emit(customer_id="cust_A", delta=Decimal("-1"), reason="usage", reference_id="inv_1")
+        second = await pac.balance.emit(customer_id="cust_B", delta=Decimal("-1"), reason="usage", reference_id="inv_1")
+        again = await pac.balance.emit(customer_id="cust_A", delta=Decimal("-1"), reason="usage", reference_id="inv_1")
+    assert first.record_id != second.record_id
+    assert again.record_id == first.record_id
+    assert len(ledger.deltas) == 2
+    assert {delta["customerId"] for delta in ledger.deltas.values()} == {"cust_A", "cust_B"}

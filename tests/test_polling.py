@@ -170,7 +170,7 @@ async def test_emit_and_wait_returns_a_final_replay_without_polling(setup: Setup
     setup.api.emits = [(200, {"success": True, "data": delta_record("rec_1", status="VERIFIED")})]
     record = await setup.pac.balance.emit_and_wait(**EMIT, reference_id="inv_1")
     assert record.status == "VERIFIED"
-    assert record.idempotency_key == "sandbox:balance.delta:inv_1"
+    assert record.idempotency_key == "sandbox:balance.delta:cust_1:inv_1"
     assert len(setup.api.emitted) == 1
     assert setup.api.polled == []
     assert setup.clock.sleeps == []
@@ -182,7 +182,7 @@ async def test_emit_and_wait_polls_and_keeps_the_emit_key(setup: Setup) -> None:
     record = await setup.pac.balance.emit_and_wait(**EMIT, reference_id="inv_7")
     assert record.record_id == "rec_7"
     assert record.status == "VERIFIED"
-    assert record.idempotency_key == "sandbox:balance.delta:inv_7"
+    assert record.idempotency_key == "sandbox:balance.delta:cust_1:inv_7"
     assert record.idempotency_key == setup.api.emitted[0]["Idempotency-Key"]
     assert setup.api.polled == ["rec_7", "rec_7"]
     assert setup.clock.sleeps == [2.0]
@@ -218,7 +218,7 @@ async def test_emit_and_wait_waits_out_a_pending_emit_then_polls(setup: Setup) -
     assert record.record_id == "rec_3"
     assert record.status == "VERIFIED"
     keys = [headers["Idempotency-Key"] for headers in setup.api.emitted]
-    assert keys == ["sandbox:balance.delta:inv_3"] * 2
+    assert keys == ["sandbox:balance.delta:cust_1:inv_3"] * 2
     assert record.idempotency_key == keys[0]
     assert setup.api.polled == ["rec_3", "rec_3"]
     assert setup.clock.sleeps == [3.0, 2.0]

@@ -12,9 +12,18 @@ from .. import _codec
 from .._errors import InvalidArgumentError
 from .._models import to_decimal
 
-__all__ = ["customer_id_arg", "amount_arg", "text_arg", "mapping_arg", "path_segment", "count_arg", "seconds_arg"]
+__all__ = [
+    "CUSTOMER_ID_PATTERN",
+    "amount_arg",
+    "count_arg",
+    "customer_id_arg",
+    "mapping_arg",
+    "path_segment",
+    "seconds_arg",
+    "text_arg",
+]
 
-_CUSTOMER_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
+CUSTOMER_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
 MAX_DELTA = Decimal(1_000_000_000)
 
 
@@ -27,7 +36,7 @@ def text_arg(name: str, value: object, *, max_length: int | None = None) -> str:
 
 
 def customer_id_arg(value: object, name: str = "customer_id") -> str:
-    if not isinstance(value, str) or not _CUSTOMER_ID.fullmatch(value):
+    if not isinstance(value, str) or not CUSTOMER_ID_PATTERN.fullmatch(value):
         raise InvalidArgumentError(f"{name} must be 1-128 characters of letters, digits, '_', '-', '.' or ':'")
     return value
 
@@ -64,6 +73,9 @@ def path_segment(name: str, value: object) -> str:
     """A non-empty path parameter, percent-encoded with no safe characters (``/`` → ``%2F``)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgumentError(f"{name} must be a non-empty string")
+    if value in (".", ".."):
+        # A proxy may resolve them into another endpoint, with the key attached.
+        raise InvalidArgumentError(f"{name} cannot be {value!r}")
     return quote(value, safe="")
 
 

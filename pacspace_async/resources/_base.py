@@ -55,12 +55,15 @@ class AsyncAPIResource:
         operation: str,
         idempotency_key: str | None,
         reference: str | None = None,
+        scope: str | None = None,
         timeout: float | None,
         max_retries: int | None,
         extra_headers: Mapping[str, str] | None,
     ) -> APIResponse:
         """A POST with its idempotency key: the caller's, else from `reference`, else fresh."""
-        key = self._requester.idempotency_key_for(caller_key=idempotency_key, reference=reference, operation=operation)
+        key = self._requester.idempotency.for_call(
+            operation=operation, caller_key=idempotency_key, reference=reference, scope=scope
+        )
         return await self._requester.request(
             "POST",
             path,

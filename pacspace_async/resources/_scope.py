@@ -18,14 +18,14 @@ from .._errors import InvalidArgumentError
 from .._models import parse_datetime
 from ._args import amount_arg, text_arg
 
-__all__ = ["Scope", "DateLike", "PeriodLike", "TIME_PRESETS", "GRANULARITIES"]
+__all__ = ["GRANULARITIES", "PERIOD_PATTERN", "TIME_PRESETS", "DateLike", "PeriodLike", "Scope"]
 
 DateLike = Union[str, date, datetime]
 PeriodLike = Union[str, date, datetime]
 
 TIME_PRESETS = ("current_month", "custom")
 GRANULARITIES = ("day", "week", "month")
-_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+PERIOD_PATTERN = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 
 def period_text(value: PeriodLike) -> str:
@@ -34,7 +34,7 @@ def period_text(value: PeriodLike) -> str:
         value = value.astimezone(timezone.utc)  # PacSpace's months are UTC months
     if isinstance(value, (date, datetime)):
         return f"{value.year:04d}-{value.month:02d}"
-    if not isinstance(value, str) or not _PERIOD.fullmatch(value):
+    if not isinstance(value, str) or not PERIOD_PATTERN.fullmatch(value):
         raise InvalidArgumentError(f"period must be 'YYYY-MM' (or a date), got {value!r}")
     return value
 

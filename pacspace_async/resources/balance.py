@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -106,8 +105,8 @@ class AsyncBalance(AsyncAPIResource):
     ) -> DeltaRecord:
         """Record a balance delta (``POST /api/v1/balance/delta``).
 
-        With `reference_id`, the idempotency key is derived from it: emitting the same
-        business event twice, even from a restarted process, records it once.
+        With `reference_id`, the idempotency key is derived from it and the customer: emitting
+        the same business event twice, even from a restarted process, records it once.
 
         >>> rec = await pac.balance.emit(customer_id="cust_1", delta=Decimal("-42.50"),
         ...                              reason="usage", reference_id="inv_1")
@@ -126,6 +125,7 @@ class AsyncBalance(AsyncAPIResource):
             operation="balance.delta",
             idempotency_key=idempotency_key,
             reference=reference_id,
+            scope=body["customerId"],
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
@@ -165,12 +165,12 @@ class AsyncBalance(AsyncAPIResource):
             caller_key = (
                 idempotency_key if idempotency_key is None or len(chunks) == 1 else f"{idempotency_key}:{number}"
             )
-            references = [item.get("referenceId") for item in chunk]
             # A batch whose every item names its business reference gets a key derived from
-            # them, so resending the same items after a failure replays instead of re-applying.
+            # them (customer and reference, as for one emit), so resending the same items after
+            # a failure replays instead of re-applying.
             reference = (
-                "sha256:" + hashlib.sha256("\x1f".join(references).encode()).hexdigest()  # type: ignore[arg-type]
-                if all(references)
+                "\x1f".join(f"{item['customerId']}\x1e{item['referenceId']}" for item in chunk)
+                if all(item.get("referenceId") for item in chunk)
                 else None
             )
             response = await self._post(

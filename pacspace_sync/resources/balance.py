@@ -47,8 +47,8 @@ class Balance:
     ) -> DeltaRecord:
         """Record a balance delta (``POST /api/v1/balance/delta``).
 
-        With `reference_id`, the idempotency key is derived from it: emitting the same
-        business event twice, even from a restarted process, records it once.
+        With `reference_id`, the idempotency key is derived from it and the customer: emitting
+        the same business event twice, even from a restarted process, records it once.
 
         >>> rec = pac.balance.emit(customer_id="cust_1", delta=Decimal("-42.50"),
         ...                        reason="usage", reference_id="inv_1")

@@ -59,7 +59,7 @@ async def test_every_tool_round_trips_against_the_emulator(
     assert emitted["delta"] == "-42.5"  # exact, as a decimal string
     assert emitted["status"] in ("QUEUED", "PROCESSING", "VERIFIED")
     assert emitted["reference_id"] == EMIT["reference_id"]
-    assert emitted["idempotency_key"] == "sandbox:balance.delta:inv_2026_11_0001"
+    assert emitted["idempotency_key"] == "sandbox:balance.delta:cust_agent:inv_2026_11_0001"
     assert "raw" not in emitted
     record_id = emitted["record_id"]
 
@@ -237,7 +237,7 @@ async def test_an_emit_whose_answer_was_lost_is_retried_by_the_agent_without_dou
     async with pacspace_emulator.client(max_retries=0) as pac:
         lost = failed(await call_tool(pac, "pacspace_emit_delta", EMIT), ErrorAction.RETRY)
         assert lost["class"] == "APIConnectionError"
-        assert lost["idempotency_key"] == "sandbox:balance.delta:inv_2026_11_0001"
+        assert lost["idempotency_key"] == "sandbox:balance.delta:cust_agent:inv_2026_11_0001"
         retried = ok(await call_tool(pac, "pacspace_emit_delta", EMIT))  # same arguments, same reference_id
     assert len(pacspace_emulator.deltas(CUSTOMER)) == 1
     assert pacspace_emulator.deltas(CUSTOMER)[0].record_id == retried["record_id"]

@@ -54,7 +54,7 @@ async def test_emit_status_and_the_lifecycle_to_verified(pacspace_emulator: Emul
         assert record.receipt_id is not None
         assert record.receipt_id.startswith("0x")
         assert len(record.receipt_id) == 66
-        assert record.idempotency_key == "sandbox:balance.delta:inv_1"
+        assert record.idempotency_key == "sandbox:balance.delta:cust_1:inv_1"
         seen = {record.status}
         final = None
         while final is None or not final.is_final:

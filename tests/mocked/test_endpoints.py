@@ -139,12 +139,12 @@ async def test_emit_sends_every_body_field_under_its_wire_name(
         "adjusts": {"referenceId": "inv_0"},
     }
     assert b'"delta":-42.50' in sent.body  # type: ignore[operator]
-    assert sent.headers["Idempotency-Key"] == "sandbox:balance.delta:inv_1"
+    assert sent.headers["Idempotency-Key"] == "sandbox:balance.delta:cust_1:inv_1"
     assert record.record_id == "rec_7"
     assert record.status == "QUEUED"
     assert record.receipt_id == "0x" + "ab" * 32
     assert record.customer_id == "cust_1"
-    assert record.idempotency_key == "sandbox:balance.delta:inv_1"
+    assert record.idempotency_key == "sandbox:balance.delta:cust_1:inv_1"
     assert len(calls(mocked)) == 1
 
 

@@ -82,7 +82,7 @@ async def test_emit_sends_key_chain_user_agent_and_idempotency_key(mocked: aiore
     assert headers["X-Chain-Id"] == "296"
     assert headers["User-Agent"].startswith("pacspace-python/")
     assert headers["Content-Type"] == "application/json"
-    assert headers["Idempotency-Key"] == "sandbox:balance.delta:inv_1"
+    assert headers["Idempotency-Key"] == "sandbox:balance.delta:cust_1:inv_1"
     assert record.idempotency_key == headers["Idempotency-Key"]
     assert record.record_id == "rec_1"
     assert record.raw["recordId"] == "rec_1"
@@ -313,7 +313,7 @@ async def test_transient_statuses_are_retried_with_the_same_key(
     mocked.post(SANDBOX + DELTA, status=201, payload={"success": True, "data": delta_record()})
     record = await pac.balance.emit(**EMIT, reference_id="inv_7")
     keys = [h["Idempotency-Key"] for h in headers_of(mocked)]
-    assert keys == ["sandbox:balance.delta:inv_7"] * 3
+    assert keys == ["sandbox:balance.delta:cust_1:inv_7"] * 3
     assert record.idempotency_key == keys[0]
     assert fake_clock.sleeps == [0.5, 1.0]  # min(8, 0.5 * 2**k) at the top of the jitter
 
@@ -411,7 +411,7 @@ async def test_pending_until_deadline_raises_a_timeout_with_the_key(
     with pytest.raises(APITimeoutError, match="still in progress") as info:
         await pac.balance.emit(**EMIT, reference_id="inv_9")
     await client.aclose()
-    assert info.value.idempotency_key == "sandbox:balance.delta:inv_9"
+    assert info.value.idempotency_key == "sandbox:balance.delta:cust_1:inv_9"
 
 
 async def test_caller_can_retry_above_the_sdk_with_the_same_key(mocked: aioresponses, pac: AsyncPacSpace) -> None:
