@@ -180,7 +180,10 @@ class KeyProvider:
             try:
                 return file.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigurationError(f"cannot read the API key file {str(file)!r}: {type(exc).__name__}") from None
+                problem = type(exc).__name__
+            # Raised outside the handler: a UnicodeDecodeError holds the file's bytes, and an
+            # exception raised inside would keep it as __context__ even with `from None`.
+            raise ConfigurationError(f"cannot read the API key file {str(file)!r}: {problem}")
 
         def stale() -> bool:
             nonlocal checked_at
