@@ -209,7 +209,7 @@ def resolve(module: str, name: str, seen: frozenset[tuple[str, str]] = frozenset
     seen |= {(module, name)}
     found = source(module)
     if name in found.defined:
-        return Import(module, name, name)
+        return _public(Import(module, name, name))
     if name in found.imports:
         return Import(found.imports[name], None, name)
     if name in found.from_imports:
@@ -222,6 +222,16 @@ def resolve(module: str, name: str, seen: frozenset[tuple[str, str]] = frozenset
             return Import(target.module, target.name, name)
         return Import(origin, original, name)
     raise GeneratorError(f"{module} uses {name!r} but neither defines nor imports it")
+
+
+def _public(found: Import) -> Import:
+    """A name the async package exports at its top is imported from there, not from the
+    private module that defines it (DESIGN §2: only __init__, the CLI and the emulator import
+    `_client`)."""
+    private = any(part.startswith("_") for part in found.module.split(".")[1:])
+    if private and found.name is not None and found.name in getattr(importlib.import_module(ASYNC), "__all__", ()):
+        return Import(ASYNC, found.name, found.local)
+    return found
 
 
 def _is_module(name: str) -> bool:
@@ -788,7 +798,7 @@ class ClassWriter(_Writer):
         target = self.target
         module = self.module
         node = source(target.module).classes[target.async_name]
-        self.module.need(Import(target.module, target.async_name, target.async_name))
+        self.module.need(_public(Import(target.module, target.async_name, target.async_name)))
         self.module.need(Import(f"{SYNC}._portal", "Portal", "Portal"))
         generic = params = ""
         for base in node.bases:

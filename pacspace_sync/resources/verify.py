@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-from pacspace_async._environments import Environment
+from pacspace_async import Environment
 from pacspace_async.models.verify import ProofVerification
 from pacspace_async.resources.verify import AsyncVerification
 from pacspace_sync._portal import Portal
