@@ -34,6 +34,13 @@ def generate(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against raw aiohttp, pacspace-sdk 0.7.0 and requests (`-- --quick` for a short run)."""
+    session.install("-e", ".[test-core]", "pacspace-sdk==0.7.0", "requests", "trustme")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the whole tree."""
     session.install("ruff")

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from ._checks import count_arg, seconds_arg
 from ._credentials import (
     KeySource,
     NoKey,
@@ -31,18 +32,6 @@ from .resources.webhook_deliveries import AsyncWebhookDeliveries
 from .webhooks import SECRET_ENV_VAR, WebhookVerifier
 
 __all__ = ["AsyncPacSpace"]
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def _retries(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgumentError(f"max_retries must be an int >= 0, got {value!r}")
-    return value
 
 
 class AsyncPacSpace:
@@ -90,9 +79,9 @@ class AsyncPacSpace:
             raise ConfigurationError("on_auth_error must be a callable taking the error")
         settings = Settings(
             base_urls=urls,
-            timeout=_positive("timeout", timeout),
-            deadline=_positive("deadline", deadline),
-            policy=RetryPolicy(_retries(max_retries), _positive("max_retry_after", max_retry_after)),
+            timeout=seconds_arg("timeout", timeout),
+            deadline=seconds_arg("deadline", deadline),
+            policy=RetryPolicy(count_arg("max_retries", max_retries), seconds_arg("max_retry_after", max_retry_after)),
             on_auth_error=on_auth_error,
         )
         # An empty variable is "not configured": it must not break clients that never verify webhooks.
@@ -195,15 +184,15 @@ class AsyncPacSpace:
         settings = self._requester.settings
         changes: dict[str, Any] = {}
         if timeout is not None:
-            changes["timeout"] = _positive("timeout", timeout)
+            changes["timeout"] = seconds_arg("timeout", timeout)
         if deadline is not None:
-            changes["deadline"] = _positive("deadline", deadline)
+            changes["deadline"] = seconds_arg("deadline", deadline)
         if max_retries is not None or max_retry_after is not None:
             changes["policy"] = RetryPolicy(
-                settings.policy.max_retries if max_retries is None else _retries(max_retries),
+                settings.policy.max_retries if max_retries is None else count_arg("max_retries", max_retries),
                 settings.policy.max_retry_after
                 if max_retry_after is None
-                else _positive("max_retry_after", max_retry_after),
+                else seconds_arg("max_retry_after", max_retry_after),
             )
         if on_auth_error is not None:
             changes["on_auth_error"] = on_auth_error

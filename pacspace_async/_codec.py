@@ -9,7 +9,6 @@ can forge one.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from decimal import Decimal
 from typing import Any
@@ -17,8 +16,9 @@ from typing import Any
 __all__ = ["dumps", "loads", "decimal_text"]
 
 _TOKEN = secrets.token_hex(8)
-_PLACEHOLDER = re.compile(rf'"\\u0000{_TOKEN}:([^"\\]+)\\u0000"')
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -33,30 +33,89 @@ def decimal_text(value: Decimal) -> str:
     return str(value)
 
 
-def _swap(value: Any) -> tuple[Any, bool]:
+_SWAPPABLE = (Decimal, dict, list, tuple)
+
+
+def _swap(value: Any, found: list[str]) -> Any:
+    """`value` with every Decimal replaced by its placeholder; the very same object if none.
+
+    The exact text of each Decimal is appended to `found`.
+    """
     if isinstance(value, Decimal):
-        return f"\x00{_TOKEN}:{decimal_text(value)}\x00", True
+        text = decimal_text(value)
+        found.append(text)
+        return f"\x00{_TOKEN}:{text}\x00"
     if isinstance(value, dict):
-        found = False
-        out = {}
+        out: dict[Any, Any] | None = None
         for key, item in value.items():
-            out[key], hit = _swap(item)
-            found = found or hit
-        return (out, True) if found else (value, False)
+            if isinstance(item, _SWAPPABLE):
+                swapped = _swap(item, found)
+                if swapped is not item:
+                    if out is None:
+                        out = dict(value)
+                    out[key] = swapped
+        return value if out is None else out
     if isinstance(value, (list, tuple)):
-        items = [_swap(item) for item in value]
-        if any(hit for _, hit in items):
-            return [item for item, _ in items], True
-        return value, False
-    return value, False
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            if isinstance(item, _SWAPPABLE):
+                swapped = _swap(item, found)
+                if swapped is not item:
+                    if items is None:
+                        items = list(value)
+                    items[index] = swapped
+        return value if items is None else items
+    return value
+
+
+_text_of = json.encoder.encode_basestring  # what the encoder above writes a str with
+
+
+def _flat_object(value: dict[Any, Any]) -> str | None:
+    """The JSON of an object of str keys and str/Decimal/int/bool/None values, else None.
+
+    Most request bodies have this shape (an emit is three such fields); writing them directly
+    gives the very text the encoder would (same string escaping, ``int.__repr__``, the
+    Decimal's exact text) without walking and re-scanning them. Anything else (floats,
+    nested values, subclasses) takes the general path.
+    """
+    parts = []
+    for key, item in value.items():
+        if type(key) is not str:
+            return None
+        kind = type(item)
+        if kind is str:
+            text = _text_of(item)
+        elif kind is Decimal:
+            text = decimal_text(item)
+        elif kind is int:
+            text = int.__repr__(item)
+        elif item is None:
+            text = "null"
+        elif item is True:
+            text = "true"
+        elif item is False:
+            text = "false"
+        else:
+            return None
+        parts.append(f"{_text_of(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON; Decimals become exact JSON numbers."""
-    swapped, has_decimal = _swap(value)
-    text = _encoder.encode(swapped)
-    if has_decimal:
-        text = _PLACEHOLDER.sub(r"\1", text)
+    if type(value) is dict:
+        flat = _flat_object(value)
+        if flat is not None:
+            return flat.encode("utf-8")
+    found: list[str] = []
+    text = _encoder.encode(_swap(value, found))
+    if found:
+        # Each placeholder is a JSON string holding NUL, the per-process token and the number's
+        # text; only the placeholders made above can carry the token, so swapping each back by
+        # plain replacement is exact (and cheaper than a regex with a template).
+        for number in found:  # a repeated number is already gone after its first replace
+            text = text.replace(f'"\\u0000{_TOKEN}:{number}\\u0000"', number)
     return text.encode("utf-8")
 
 
@@ -67,5 +126,5 @@ def loads(data: bytes | str) -> Any:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return _decoder.decode(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None

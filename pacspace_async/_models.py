@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
@@ -107,17 +107,35 @@ def _is_optional(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
+def _hook_for(tp: Any) -> Callable[[Any, Any], Any]:
+    """The converter's structure hook for `tp`: what ``converter.structure(value, tp)`` calls."""
+    get_hook = getattr(converter, "get_structure_hook", None)  # cattrs >= 24.1
+    if get_hook is None:
+        return converter.structure
+    hook: Callable[[Any, Any], Any] = get_hook(tp)
+    return hook
+
+
 def _optional_hook(tp: Any) -> Any:
     inner = [arg for arg in tp.__args__ if arg is not type(None)]
     target: Any = inner[0] if len(inner) == 1 else Union[tuple(inner)]
+    # Looked up on first use, then kept: cattrs' generated model code keeps its field hooks the
+    # same way, and every hook of this converter is registered at import.
+    handler: Callable[[Any, Any], Any] | None = None
+    text_field = target is str
 
     def structure_optional(value: Any, _: Any) -> Any:
         # Forward compatible: a field the server started sending in another shape becomes
         # None on the model (it is still in `.raw`) instead of failing the whole call.
+        nonlocal handler
         if value is None:
             return None
+        if text_field and type(value) is str:
+            return value  # what the str hook (`_text`) gives a str
+        if handler is None:
+            handler = _hook_for(target)
         try:
-            return converter.structure(value, target)
+            return handler(value, target)
         except (cattrs.BaseValidationError, TypeError, ValueError, ArithmeticError):
             return None
 
@@ -145,7 +163,7 @@ def _model_hook(cls: type[Any]) -> Any:
     keeps_raw = any(field.name == "raw" for field in fields)
 
     def structure_model(value: Any, _: Any) -> Any:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise TypeError(f"expected a JSON object for {cls.__name__}, got {type(value).__name__}")
         model = build(value, cls)
         if keeps_raw:
@@ -160,15 +178,38 @@ def _model_hook(cls: type[Any]) -> Any:
 converter.register_structure_hook_factory(attrs.has, _model_hook)
 
 
-def structure(data: Any, cls: type[T]) -> T:
-    """Build a model from decoded JSON, or say plainly that the answer was not understood."""
+# The hook of each model class structured so far (what converter.structure would dispatch to).
+_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}
+
+
+class Exchange(typing.Protocol):
+    """What identifies the request an answer came from (an `APIResponse`)."""
+
+    @property
+    def request_id(self) -> str | None: ...
+
+    @property
+    def idempotency_key(self) -> str | None: ...
+
+
+def structure(data: Any, cls: type[T], *, of: Exchange | None = None) -> T:
+    """Build a model from decoded JSON, or say plainly that the answer was not understood.
+
+    `of`: the exchange the answer came from, so the error names its request id and carries
+    the idempotency key that was sent (the write may well have been recorded).
+    """
+    hook = _HOOKS.get(cls)
     try:
-        return converter.structure(data, cls)
+        if hook is None:
+            hook = _HOOKS[cls] = _hook_for(cls)
+        return hook(data, cls)  # type: ignore[no-any-return]
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         detail = "; ".join(_leaves(exc))
+        request = f" (request_id={of.request_id})" if of is not None and of.request_id else ""
         raise PacSpaceError(
-            f"PacSpace answered with a {cls.__name__} this SDK cannot read ({detail}); "
-            "please report it with the request id"
+            f"PacSpace answered with a {cls.__name__} this SDK cannot read ({detail}){request}; "
+            "please report it with the request id",
+            idempotency_key=None if of is None else of.idempotency_key,
         ) from None
 
 

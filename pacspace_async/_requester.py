@@ -20,6 +20,7 @@ import attrs
 from multidict import CIMultiDictProxy
 
 from . import _codec
+from ._checks import count_arg, seconds_arg
 from ._credentials import Credentials
 from ._environments import Environment
 from ._errors import (
@@ -41,7 +42,17 @@ from ._version import __version__
 __all__ = ["Requester", "Settings", "Clock", "APIResponse", "AuthErrorHook"]
 
 USER_AGENT = f"pacspace-python/{__version__}"
-_RESERVED_HEADERS = frozenset({"x-api-key", "idempotency-key", "host", "content-length"})
+# The key, the idempotency key and the chain id are the SDK's to set: a chain id of the other
+# environment would mix sandbox and production.
+_RESERVED_HEADERS = frozenset({"x-api-key", "idempotency-key", "x-chain-id", "host", "content-length"})
+
+
+class _Headers(dict[str, str]):
+    """A request's headers; the key never shows in a repr (tracebacks with locals, debuggers)."""
+
+    def __repr__(self) -> str:
+        return repr({name: ("****" if name == "X-Api-Key" else value) for name, value in self.items()})
+
 
 AuthErrorHook = Callable[[APIStatusError], "Awaitable[None] | None"]
 
@@ -101,6 +112,13 @@ def build_query(query: Mapping[str, object] | None) -> str:
         return ""
     pairs = [(name, _query_value(value)) for name, value in query.items() if value is not None]
     return f"?{urlencode(pairs)}" if pairs else ""
+
+
+def _pending(decoded: Any) -> bool:
+    """A 2xx that says ``IDEMPOTENCY_PENDING`` (either body shape)."""
+    if type(decoded) is dict and "error" not in decoded and "code" not in decoded:
+        return False  # what error_code() finds in such a body: no code at all
+    return error_code(decoded) == "IDEMPOTENCY_PENDING"
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:
@@ -169,6 +187,7 @@ class Requester:
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> APIResponse:
         """Send until success, a final error, the retry budget or the deadline.
 
@@ -178,132 +197,141 @@ class Requester:
         settings = self.settings
         clock = settings.clock
         policy = settings.policy
-        retry_budget = policy.max_retries if max_retries is None else max_retries
-        attempt_timeout = settings.timeout if timeout is None else timeout
-        if retry_budget < 0 or attempt_timeout <= 0:
-            raise InvalidArgumentError("max_retries must be >= 0 and timeout > 0")
-        environment = environment or self.credentials.environment
-        url = f"{settings.base_urls[environment]}{path}{build_query(query)}"
+        retry_budget = policy.max_retries if max_retries is None else count_arg("max_retries", max_retries)
+        attempt_timeout = settings.timeout if timeout is None else seconds_arg("timeout", timeout)
+        whole_call = settings.deadline if deadline is None else min(settings.deadline, deadline)
+        credentials = self.credentials
+        environment = environment or credentials.environment
+        url = settings.base_urls[environment] + path
+        if query:
+            url += build_query(query)
         body = None if json is None else _codec.dumps(json)
-        headers = dict(self._static_headers[environment])
-        headers.update(_checked_extra_headers(extra_headers))
+        headers = _Headers(self._static_headers[environment])
+        if extra_headers:
+            headers.update(_checked_extra_headers(extra_headers))
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        if authenticated and not self.credentials.has_key:
+        if authenticated and not credentials.has_key:
             raise MissingApiKeyError(
                 f"{method} {path} needs an API key; pass api_key= or set PACSPACE_API_KEY "
                 "(only verify() works without one)"
             )
 
         started = clock.monotonic()
-        deadline_at = started + settings.deadline
+        deadline_at = started + whole_call
         retries = 0
         attempt = 0
-        while True:
-            attempt += 1
-            key_id: str | None = None
-            if authenticated:
-                key = await self.credentials.current()
-                if key is None:  # rotated to nothing: cannot happen through the public API
-                    raise MissingApiKeyError(f"{method} {path} needs an API key")
-                headers["X-Api-Key"] = key.header_value()
-                key_id = key.key_id
-            remaining = deadline_at - clock.monotonic()
-            if remaining <= 0:
-                raise APITimeoutError(
-                    f"the call's deadline of {settings.deadline:g}s passed",
-                    method=method,
-                    path=path,
-                    idempotency_key=idempotency_key,
-                    retries_taken=retries,
-                )
-            sent_at = clock.monotonic()
-            try:
-                raw = await self.transport.send(
-                    environment,
-                    method,
-                    url,
-                    headers=headers,
-                    body=body,
-                    timeout=min(attempt_timeout, remaining),
-                )
-            except TransportFailure as failure:
-                error_type = APITimeoutError if failure.timeout else APIConnectionError
-                connection_error = error_type(
-                    str(failure),
-                    method=method,
-                    path=path,
-                    idempotency_key=idempotency_key,
-                    retries_taken=retries,
-                    action=None if failure.retryable else ErrorAction.ALERT_OPERATOR,
-                )
-                if failure.retryable and retries < retry_budget:
-                    delay = policy.delay(retries, None, jitter=clock.jitter)
-                    if clock.monotonic() + delay < deadline_at:
-                        self._log_retry(method, path, str(failure), delay, retries + 1, retry_budget, None, key_id)
-                        await clock.sleep(delay)
-                        retries += 1
-                        continue
-                raise connection_error from None
-
-            status = raw.status
-            decoded = _codec.loads(raw.body)
-            request_id = _request_id(raw.headers)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %s (attempt %d, %.1f ms, request_id=%s, key_id=%s)",
-                    method,
-                    path,
-                    status,
-                    attempt,
-                    (clock.monotonic() - sent_at) * 1000,
-                    request_id,
-                    key_id,
-                )
-            if 200 <= status < 300:
-                if error_code(decoded) != "IDEMPOTENCY_PENDING":
-                    return APIResponse(status, unwrap(decoded), decoded, raw.headers, request_id, idempotency_key)
-                # The first request with this key is still running server-side: wait, resend.
-                hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
-                delay = policy.delay(min(attempt - 1, 4), hint, jitter=clock.jitter)
-                if clock.monotonic() + delay >= deadline_at:
+        pending_waits = 0
+        try:
+            while True:
+                attempt += 1
+                key_id: str | None = None
+                if authenticated:
+                    key = await credentials.current()
+                    if key is None:  # rotated to nothing: cannot happen through the public API
+                        raise MissingApiKeyError(f"{method} {path} needs an API key")
+                    headers["X-Api-Key"] = key.header_value()
+                    key_id = key.key_id
+                remaining = deadline_at - clock.monotonic()
+                if remaining <= 0:
                     raise APITimeoutError(
-                        "the first request with this idempotency key was still in progress at the "
-                        f"deadline ({settings.deadline:g}s); call again later with the same idempotency_key",
+                        f"the call's deadline of {whole_call:g}s passed",
                         method=method,
                         path=path,
                         idempotency_key=idempotency_key,
                         retries_taken=retries,
                     )
-                self._log_retry(method, path, "202 IDEMPOTENCY_PENDING", delay, None, None, request_id, key_id)
-                await clock.sleep(delay)
-                continue
+                sent_at = clock.monotonic()
+                try:
+                    raw = await self.transport.send(
+                        environment,
+                        method,
+                        url,
+                        headers=headers,
+                        body=body,
+                        timeout=min(attempt_timeout, remaining),
+                    )
+                except TransportFailure as failure:
+                    error_type = APITimeoutError if failure.timeout else APIConnectionError
+                    connection_error = error_type(
+                        str(failure),
+                        method=method,
+                        path=path,
+                        idempotency_key=idempotency_key,
+                        retries_taken=retries,
+                        action=None if failure.retryable else ErrorAction.ALERT_OPERATOR,
+                    )
+                    if failure.retryable and retries < retry_budget:
+                        delay = policy.delay(retries, None, jitter=clock.jitter)
+                        if clock.monotonic() + delay < deadline_at:
+                            self._log_retry(method, path, str(failure), delay, retries + 1, retry_budget, None, key_id)
+                            await clock.sleep(delay)
+                            retries += 1
+                            continue
+                    raise connection_error from None
 
-            hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
-            error = error_from_response(
-                status=status,
-                body=decoded,
-                method=method,
-                path=path,
-                request_id=request_id,
-                idempotency_key=idempotency_key,
-                retries_taken=retries,
-                key_id=key_id,
-                retry_after=hint if status in (429, 503) else None,
-            )
-            if status in (401, 403):
-                await self._auth_failed(error)
-                raise error
-            if not policy.is_retryable_status(status, decoded) or retries >= retry_budget:
-                raise error
-            if hint is not None and hint > policy.max_retry_after:
-                raise error
-            delay = policy.delay(retries, hint, jitter=clock.jitter)
-            if clock.monotonic() + delay >= deadline_at:
-                raise error
-            self._log_retry(method, path, str(status), delay, retries + 1, retry_budget, request_id, key_id)
-            await clock.sleep(delay)
-            retries += 1
+                status = raw.status
+                decoded = _codec.loads(raw.body)
+                request_id = _request_id(raw.headers)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "%s %s -> %s (attempt %d, %.1f ms, request_id=%s, key_id=%s)",
+                        method,
+                        path,
+                        status,
+                        attempt,
+                        (clock.monotonic() - sent_at) * 1000,
+                        request_id,
+                        key_id,
+                    )
+                if 200 <= status < 300:
+                    if not _pending(decoded):
+                        return APIResponse(status, unwrap(decoded), decoded, raw.headers, request_id, idempotency_key)
+                    # The first request with this key is still running server-side: wait, resend.
+                    hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
+                    delay = policy.pending_delay(pending_waits, hint, jitter=clock.jitter)
+                    pending_waits += 1
+                    if clock.monotonic() + delay >= deadline_at:
+                        raise APITimeoutError(
+                            "the first request with this idempotency key was still in progress at the "
+                            f"deadline ({whole_call:g}s); call again later with the same idempotency_key",
+                            method=method,
+                            path=path,
+                            idempotency_key=idempotency_key,
+                            retries_taken=retries,
+                        )
+                    self._log_retry(method, path, "202 IDEMPOTENCY_PENDING", delay, None, None, request_id, key_id)
+                    await clock.sleep(delay)
+                    continue
+
+                hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
+                error = error_from_response(
+                    status=status,
+                    body=decoded,
+                    method=method,
+                    path=path,
+                    request_id=request_id,
+                    idempotency_key=idempotency_key,
+                    retries_taken=retries,
+                    key_id=key_id,
+                    retry_after=hint if status in (429, 503) else None,
+                )
+                if status in (401, 403):
+                    await self._auth_failed(error)
+                    raise error
+                if not policy.is_retryable_status(status, decoded) or retries >= retry_budget:
+                    raise error
+                if hint is not None and hint > policy.max_retry_after:
+                    raise error
+                delay = policy.delay(retries, hint, jitter=clock.jitter)
+                if clock.monotonic() + delay >= deadline_at:
+                    raise error
+                self._log_retry(method, path, str(status), delay, retries + 1, retry_budget, request_id, key_id)
+                await clock.sleep(delay)
+                retries += 1
+        finally:
+            # The frame outlives the call in a traceback: leave no key in it.
+            headers.pop("X-Api-Key", None)
 
     async def _auth_failed(self, error: APIStatusError) -> None:
         if error.status == 401:

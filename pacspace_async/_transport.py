@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+import sys
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import attrs
@@ -19,7 +21,25 @@ from yarl import URL
 
 from ._environments import Environment
 
+try:
+    from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
+except ImportError:  # pragma: no cover - an aiohttp without these helpers keeps its own lookups
+    _ENV_HELPERS = False
+else:
+    _ENV_HELPERS = True
+
 __all__ = ["Transport", "RawResponse", "TransportFailure"]
+
+# With ``trust_env=True`` aiohttp looks up, before *every* request, the proxy for the URL
+# (``*_proxy``/``no_proxy``) and the host's ``.netrc`` entry, each in a worker thread: two thread
+# hops per request, most of the cost of a loopback call. The transport makes the very same
+# lookups with aiohttp's own helpers once per host, when it first sends there, and keeps them for
+# its lifetime, as httpx does: a proxy set after the client's first request needs a new client.
+# Where proxies may also come from system settings no environment variable shows (macOS,
+# Windows), aiohttp's per-request lookups are kept.
+_CACHE_ENV_LOOKUPS = _ENV_HELPERS and sys.platform not in ("darwin", "win32", "cygwin")
+# netrc for the target host (not only for proxies) came with a later aiohttp than proxies did.
+_NETRC_FOR_HOST = hasattr(aiohttp.ClientSession, "_get_netrc_auth")
 
 # Sessions inherited across fork() belong to the parent's sockets and loop: the child must
 # neither use nor close them, and must not let their finalizers complain. They are parked
@@ -27,7 +47,7 @@ __all__ = ["Transport", "RawResponse", "TransportFailure"]
 _INHERITED: list[object] = []
 
 
-@attrs.frozen
+@attrs.define  # slotted; not frozen only because a frozen init costs twice as much per response
 class RawResponse:
     status: int
     headers: CIMultiDictProxy[str]
@@ -41,6 +61,21 @@ class TransportFailure(Exception):
         super().__init__(message)
         self.timeout = timeout
         self.retryable = retryable
+
+
+def _look_up(url: URL) -> dict[str, Any]:
+    """aiohttp's trust_env lookups for `url`, as request options (empty: nothing applies)."""
+    options: dict[str, Any] = {}
+    try:
+        options["proxy"], options["proxy_auth"] = get_env_proxy_for_url(url)
+    except LookupError:
+        options = {}
+    if _NETRC_FOR_HOST and url.host is not None:
+        try:
+            options["auth"] = basicauth_from_netrc(netrc_from_env(), url.host)
+        except LookupError:
+            pass
+    return options
 
 
 class Transport:
@@ -59,6 +94,11 @@ class Transport:
         self._sessions: dict[Environment, aiohttp.ClientSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        # Parsed URLs by their text: a URL is immutable, and aiohttp reads its host, origin and
+        # path on every request, which a URL object computes once and keeps.
+        self._urls: dict[str, URL] = {}
+        # Proxy and netrc answers per (scheme, host); None: aiohttp looks up per request.
+        self._env: dict[tuple[str, str | None], dict[str, Any]] | None = {} if _CACHE_ENV_LOOKUPS else None
         self.closed = False
 
     def _session(self, environment: Environment) -> aiohttp.ClientSession:
@@ -80,7 +120,8 @@ class Transport:
             )
             session = aiohttp.ClientSession(
                 connector=connector,
-                trust_env=True,
+                # Proxies (and netrc) from the environment either way: see _CACHE_ENV_LOOKUPS.
+                trust_env=self._env is None,
                 auto_decompress=True,
                 raise_for_status=False,
             )
@@ -108,15 +149,29 @@ class Transport:
     ) -> RawResponse:
         """One attempt. Redirects are returned, never followed: a key must not travel on."""
         session = self._session(environment)
+        target = self._urls.get(url)
+        if target is None:
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            target = self._urls[url] = URL(url, encoded=True)
         try:
-            async with session.request(
+            env = self._env
+            options: dict[str, Any] = {}
+            if env is not None:
+                found = env.get((target.scheme, target.host))
+                if found is None:
+                    found = env[(target.scheme, target.host)] = _look_up(target)
+                options = found
+            context = session.request(
                 method,
-                URL(url, encoded=True),
+                target,
                 headers=headers,
                 data=body,
                 allow_redirects=False,
                 timeout=self._timeout(timeout),
-            ) as response:
+                **options,
+            )
+            async with context as response:
                 payload = await response.read()
                 return RawResponse(response.status, response.headers, payload)
         except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:

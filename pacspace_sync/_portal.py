@@ -17,18 +17,27 @@ of threads may share one client.
   idempotent. A call on a closed client raises a `RuntimeError` that names the fix.
 - ``__del__`` only warns (``ResourceWarning``) when the loop still runs; it never blocks or
   schedules work.
+
+A call is one hop each way: the calling thread hands ``func`` to the loop with
+``call_soon_threadsafe`` and blocks on a future; the loop runs it as a task and resolves the
+future. (``BlockingPortal.start_task_soon`` costs a second, blocking round trip to the loop
+before the task even starts.) The portal's semantics are kept: ``func`` runs in the loop, an
+awaitable it returns is awaited in a task, cancelling the future (Ctrl-C) cancels the task, and
+``close()`` lets calls already in the loop finish before the loop ends. The anyio portal still
+owns the loop and runs the close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import threading
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, TypeVar, overload
 
 import anyio
@@ -59,12 +68,12 @@ _PORTALS: weakref.WeakSet[Portal] = weakref.WeakSet()
 _INHERITED: list[object] = []
 
 
-def _serve(ready: Future[BlockingPortal]) -> None:
+def _serve(ready: Future[tuple[BlockingPortal, asyncio.AbstractEventLoop]]) -> None:
     """The loop thread: run a blocking portal until it is stopped."""
 
     async def main() -> None:
         async with BlockingPortal() as portal:
-            ready.set_result(portal)
+            ready.set_result((portal, asyncio.get_running_loop()))
             await portal.sleep_until_stopped()
 
     try:
@@ -83,7 +92,13 @@ class Portal:
         self._forget_pools_after_fork = forget_pools_after_fork
         self._lock = threading.Lock()
         self._portal: BlockingPortal | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._loop_thread_id: int | None = None
+        # Tasks of calls in flight (touched only in the loop thread), and whether close() has
+        # begun to drain them (from then on the loop refuses new calls).
+        self._tasks: dict[asyncio.Future[Any], _Call] = {}
+        self._draining = False
         self._pid = os.getpid()
         self._forked = False
         self._closed = False
@@ -106,19 +121,19 @@ class Portal:
     def thread(self) -> threading.Thread | None:
         return self._thread if self._pid == os.getpid() else None
 
-    def _running_portal(self) -> BlockingPortal:
-        portal = self._portal
-        if portal is not None and not self._closed and self._pid == os.getpid():
-            return portal
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and not self._closed and self._pid == os.getpid():
+            return loop
         if self._pid != os.getpid():
             self._reset_after_fork()  # the at-fork hook did not run (fork outside os.fork)
         with self._lock:
             if self._closed:
                 raise RuntimeError(_CLOSED)
-            if self._portal is None:
+            if self._loop is None:
                 self._start()
-            assert self._portal is not None
-            return self._portal
+            assert self._loop is not None
+            return self._loop
 
     def _start(self) -> None:
         """Start the loop thread (the lock is held)."""
@@ -126,19 +141,27 @@ class Portal:
             # First use in a forked child: drop the parent's pools, untouched, before any request.
             self._forget_pools_after_fork()
             self._forked = False
-        ready: Future[BlockingPortal] = Future()
+        ready: Future[tuple[BlockingPortal, asyncio.AbstractEventLoop]] = Future()
         thread = threading.Thread(target=_serve, args=(ready,), name=THREAD_NAME, daemon=True)
         thread.start()
-        self._portal = ready.result()
+        portal, loop = ready.result()
+        self._tasks = {}
+        self._draining = False
         self._thread = thread
+        self._loop_thread_id = thread.ident
+        self._portal = portal
+        self._loop = loop  # last: a loop here means the portal is ready for calls
 
     def _reset_after_fork(self) -> None:
         """In a forked child: forget the parent's loop thread; the next call starts a new one."""
         self._lock = threading.Lock()  # it may have been held by another thread at fork time
         if self._portal is not None or self._thread is not None:
-            _INHERITED.append((self._portal, self._thread))
+            _INHERITED.append((self._portal, self._loop, self._thread, self._tasks))
         self._portal = None
+        self._loop = None
         self._thread = None
+        self._loop_thread_id = None
+        self._tasks = {}
         self._pid = os.getpid()
         self._forked = True
 
@@ -152,22 +175,72 @@ class Portal:
 
     def call(self, func: Callable[[], Any]) -> Any:
         """Run `func` in the loop (awaiting it if it returns an awaitable); block for the result."""
-        portal = self._running_portal()
+        loop = self._running_loop()
         if not self._warned:
             self._warn_if_in_a_running_loop()
+        if threading.get_ident() == self._loop_thread_id:
+            raise RuntimeError(_FROM_OWN_LOOP)
+        call = _Call(func)
         try:
-            future = portal.start_task_soon(func)
-        except RuntimeError:
+            loop.call_soon_threadsafe(self._begin, call)
+        except RuntimeError:  # the loop has closed since the check above
             if self._closed:
                 raise RuntimeError(_CLOSED) from None
-            if self._thread is not None and threading.get_ident() == self._thread.ident:
-                raise RuntimeError(_FROM_OWN_LOOP) from None
             raise
         try:
-            return future.result()
+            call.done.acquire()
         except KeyboardInterrupt:
-            future.cancel()  # cancels the task in the loop too
+            call.cancelled = True
+            with contextlib.suppress(RuntimeError):  # the loop has ended: no task is left
+                loop.call_soon_threadsafe(_cancel, call)  # cancels the task in the loop too
             raise
+        error = call.error
+        if error is not None:
+            call.error = None  # no cycle through the traceback
+            raise error
+        return call.value
+
+    # In the loop thread: what BlockingPortal.start_task_soon's task does, minus the extra hop.
+
+    def _begin(self, call: _Call) -> None:
+        if call.cancelled:
+            return
+        if self._draining:
+            call.fail(RuntimeError(_CLOSED))
+            return
+        try:
+            result = call.func()
+        except BaseException as exc:
+            call.fail(exc)
+            if not isinstance(exc, Exception):
+                raise  # as the portal does: KeyboardInterrupt, SystemExit go on up
+            return
+        if not inspect.isawaitable(result):
+            call.succeed(result)
+            return
+        task = asyncio.ensure_future(_await(result, call))
+        call.task = task
+        self._tasks[task] = call
+        task.add_done_callback(self._finish)
+
+    def _finish(self, task: asyncio.Future[Any]) -> None:
+        # The caller is released last, so that once it runs again this loop has nothing left
+        # to do for the call.
+        call = self._tasks.pop(task)
+        if task.cancelled():
+            call.fail(CancelledError())  # the loop is ending (or the caller gave up)
+            return
+        error = task.exception()
+        if error is not None:
+            call.fail(error)
+        else:
+            call.succeed(task.result())
+
+    async def _drain(self) -> None:
+        """Refuse new calls and wait for those in flight (close: they finish before the loop ends)."""
+        self._draining = True
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
 
     def iterate(self, source: AsyncIterator[T]) -> Iterator[T]:
         """Items of an async iterator, one loop hop per item (for a paginator: per page)."""
@@ -221,11 +294,13 @@ class Portal:
             assert thread is not None
             self._closed = True  # from here on, new calls are refused
             self._portal = None
+            self._loop = None
             self._thread = None
         try:
             portal.start_task_soon(final).result()
         finally:
             # Calls already in the loop finish first; then the loop ends and the thread with it.
+            portal.start_task_soon(self._drain).result()
             portal.start_task_soon(portal.stop).result()
             thread.join()
 
@@ -240,6 +315,57 @@ class Portal:
                 )
         except Exception:  # interpreter shutdown, or __init__ never finished
             pass
+
+
+class _Call:
+    """One call in flight. The loop thread fills it in and releases `done`; the caller waits on it.
+
+    A plain lock, not a `concurrent.futures.Future`: the caller blocks on it at once, and the
+    loop releases it in one step. Only the loop thread resolves a call, exactly once.
+    """
+
+    __slots__ = ("cancelled", "done", "error", "finished", "func", "task", "value")
+
+    def __init__(self, func: Callable[[], Any]) -> None:
+        self.func = func
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.cancelled = False  # set by the caller when it gives up (Ctrl-C)
+        self.finished = False
+        self.task: asyncio.Future[Any] | None = None
+
+    def succeed(self, value: Any) -> None:
+        if not self.finished:
+            self.finished = True
+            self.value = value
+            self.done.release()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.finished:
+            self.finished = True
+            self.error = error
+            self.done.release()
+
+
+async def _await(awaitable: Awaitable[Any], call: _Call) -> Any:
+    """Await a call's awaitable in its task; a base exception reaches the caller before it ends the loop."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: they go on up
+            call.fail(exc)
+        raise
+
+
+def _cancel(call: _Call) -> None:
+    """In the loop: the caller gave up, so its task is cancelled (as the portal's future does)."""
+    task = call.task
+    if task is not None and not task.done():
+        task.cancel()
 
 
 def _reset_after_fork() -> None:

@@ -375,3 +375,24 @@ async def test_the_same_reference_for_two_customers_is_two_deltas(loopback: Make
     assert again.record_id == first.record_id
     assert len(ledger.deltas) == 2
     assert {delta["customerId"] for delta in ledger.deltas.values()} == {"cust_A", "cust_B"}
+
+
+async def test_a_proxy_from_the_environment_is_used(loopback: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The transport makes aiohttp's trust_env lookups itself (once per host, not per request):
+    # a proxy named by http_proxy must still carry the request.
+    proxy = loopback()
+
+    async def forward(request: web.Request) -> web.Response:
+        return ok(delta_record(), status=201)
+
+    proxy.route("POST", "/{tail:.*}", forward)
+    await proxy.start()
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    async with AsyncPacSpace(SANDBOX_KEY, base_urls={"sandbox": "http://pacspace.invalid"}) as pac:
+        for _ in range(3):
+            await pac.balance.emit(**EMIT)
+    assert len(proxy.requests) == 3
+    assert all(request.host == "pacspace.invalid" for request in proxy.requests)

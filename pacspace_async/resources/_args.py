@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import _codec
+from .._checks import count_arg, seconds_arg
 from .._errors import InvalidArgumentError
 from .._models import to_decimal
 
@@ -77,20 +78,3 @@ def path_segment(name: str, value: object) -> str:
         # A proxy may resolve them into another endpoint, with the key attached.
         raise InvalidArgumentError(f"{name} cannot be {value!r}")
     return quote(value, safe="")
-
-
-def count_arg(name: str, value: object, *, positive: bool = False, maximum: int | None = None) -> int:
-    """A whole number: >= 0 (or >= 1 when `positive`), at most `maximum`."""
-    lowest = 1 if positive else 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-        raise InvalidArgumentError(f"{name} must be a whole number >= {lowest}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise InvalidArgumentError(f"{name} must be at most {maximum}, got {value}")
-    return value
-
-
-def seconds_arg(name: str, value: object) -> float:
-    """A positive, finite number of seconds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)

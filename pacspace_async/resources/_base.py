@@ -42,9 +42,16 @@ class AsyncAPIResource:
         timeout: float | None,
         max_retries: int | None,
         extra_headers: Mapping[str, str] | None,
+        deadline: float | None = None,
     ) -> APIResponse:
         return await self._requester.request(
-            "GET", path, query=query, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            "GET",
+            path,
+            query=query,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+            deadline=deadline,
         )
 
     async def _post(
@@ -99,7 +106,7 @@ class AsyncAPIResource:
             )
             data = response.data
             raw_items = list_items(data, item_keys)
-            items = tuple(structure(prepare(item) if prepare else item, model) for item in raw_items)
+            items = tuple(structure(prepare(item) if prepare else item, model, of=response) for item in raw_items)
             info = data.get("pagination") if isinstance(data, Mapping) else None
             info = info if isinstance(info, Mapping) else (data if isinstance(data, Mapping) else {})
             total = _int_or_none(info.get("total"))

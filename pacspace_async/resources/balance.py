@@ -9,8 +9,9 @@ from typing import Any
 
 import attrs
 
-from .._errors import InvalidArgumentError, VerificationTimeoutError
+from .._errors import APITimeoutError, InvalidArgumentError, VerificationTimeoutError
 from .._models import structure
+from .._requester import APIResponse
 from ..models.balance import (
     BalanceComparison,
     BatchItemResult,
@@ -72,13 +73,14 @@ def _batch_item(index: int, item: DeltaInput | Mapping[str, Any]) -> dict[str, A
         raise InvalidArgumentError(f"batch item {index} needs customer_id, delta and reason") from None
 
 
-def _receipt(data: Any) -> Receipt:
+def _receipt(response: APIResponse) -> Receipt:
     # The link fields sometimes sit under `verification`; the model always has all of them.
+    data = response.data
     if isinstance(data, Mapping):
         nested = data.get("verification")
         if isinstance(nested, Mapping):
             data = {**{k: nested[k] for k in _RECEIPT_LINKS if k in nested}, **data}
-    return structure(data, Receipt)
+    return structure(data, Receipt, of=response)
 
 
 def _month_start(moment: datetime, months_back: int = 0) -> datetime:
@@ -130,7 +132,9 @@ class AsyncBalance(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return attrs.evolve(structure(response.data, DeltaRecord), idempotency_key=response.idempotency_key)
+        return attrs.evolve(
+            structure(response.data, DeltaRecord, of=response), idempotency_key=response.idempotency_key
+        )
 
     async def emit_batch(
         self,
@@ -188,7 +192,7 @@ class AsyncBalance(AsyncAPIResource):
             for position, item in enumerate(item for item in data.get("results") or [] if isinstance(item, Mapping)):
                 local = item.get("index")
                 local = local if isinstance(local, int) and 0 <= local < len(chunk) else position
-                chunk_results.append(structure({**item, "index": offset + local}, BatchItemResult))
+                chunk_results.append(structure({**item, "index": offset + local}, BatchItemResult, of=response))
             chunk_failed = sum(1 for result in chunk_results if result.failed)
             queued += _count(data.get("totalQueued"), len(chunk_results) - chunk_failed)
             failed += _count(data.get("totalFailed"), chunk_failed)
@@ -209,13 +213,25 @@ class AsyncBalance(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
     ) -> DeltaRecord:
         """A delta's current status (``GET /api/v1/balance/delta/{recordId}``)."""
+        return await self._status(record_id, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+
+    async def _status(
+        self,
+        record_id: str,
+        *,
+        timeout: float | None,
+        max_retries: int | None,
+        extra_headers: Mapping[str, str] | None,
+        deadline: float | None = None,
+    ) -> DeltaRecord:
         response = await self._get(
             f"/api/v1/balance/delta/{path_segment('record_id', record_id)}",
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            deadline=deadline,
         )
-        return structure(response.data, DeltaRecord)
+        return structure(response.data, DeltaRecord, of=response)
 
     async def wait_for_verified(
         self,
@@ -240,17 +256,32 @@ class AsyncBalance(AsyncAPIResource):
         clock = self._requester.settings.clock
         give_up_at = clock.monotonic() + timeout
         interval = poll_interval
+        last_status: str | None = None
         while True:
-            record = await self.status(record_id, max_retries=max_retries, extra_headers=extra_headers)
-            if record.is_final:
-                return record
+            # A poll, retries included, ends with the wait (the one made at the very end of it
+            # gets a second): `timeout` bounds the whole wait, not each poll.
+            try:
+                record = await self._status(
+                    record_id,
+                    timeout=None,
+                    max_retries=max_retries,
+                    extra_headers=extra_headers,
+                    deadline=max(give_up_at - clock.monotonic(), 1.0),
+                )
+            except APITimeoutError:
+                if clock.monotonic() < give_up_at:
+                    raise
+            else:
+                if record.is_final:
+                    return record
+                last_status = record.status
             remaining = give_up_at - clock.monotonic()
             if remaining <= 0:
                 raise VerificationTimeoutError(
-                    f"delta {record_id} was still {record.status} after {timeout:g}s; it stays recorded "
-                    "and will be verified later: wait again or listen for the delta.verified webhook",
+                    f"delta {record_id} was still {last_status or 'not final'} after {timeout:g}s; it stays "
+                    "recorded and will be verified later: wait again or listen for the delta.verified webhook",
                     record_id=record_id,
-                    last_status=record.status,
+                    last_status=last_status,
                 )
             await clock.sleep(min(interval, remaining))
             interval = min(interval * 1.5, max(max_poll_interval, poll_interval))
@@ -352,7 +383,7 @@ class AsyncBalance(AsyncAPIResource):
         data = response.data
         if isinstance(data, Mapping) and "deltasCount" not in data and "deltaCount" in data:
             data = {**data, "deltasCount": data["deltaCount"]}
-        return structure(data, DerivedBalance)
+        return structure(data, DerivedBalance, of=response)
 
     async def derive_current_month(
         self,
@@ -501,7 +532,7 @@ class AsyncBalance(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return structure(response.data, BalanceComparison)
+        return structure(response.data, BalanceComparison, of=response)
 
     # --- proofs -----------------------------------------------------------------------------
 
@@ -526,7 +557,7 @@ class AsyncBalance(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return _receipt(response.data)
+        return _receipt(response)
 
     async def invoice_proof(
         self,
@@ -553,7 +584,7 @@ class AsyncBalance(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return _receipt(response.data)
+        return _receipt(response)
 
     # --- account ----------------------------------------------------------------------------
 
@@ -568,7 +599,7 @@ class AsyncBalance(AsyncAPIResource):
         response = await self._get(
             "/api/v1/balance/usage", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
         )
-        return structure(response.data, Usage)
+        return structure(response.data, Usage, of=response)
 
     async def gaps(
         self,
@@ -595,7 +626,7 @@ class AsyncBalance(AsyncAPIResource):
             extra_headers=extra_headers,
         )
         data = response.data if isinstance(response.data, Mapping) else {"gaps": response.data}
-        return structure(data, SequenceGaps)
+        return structure(data, SequenceGaps, of=response)
 
     async def limits(
         self,
@@ -608,7 +639,7 @@ class AsyncBalance(AsyncAPIResource):
         response = await self._get(
             "/api/v1/balance/limits", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
         )
-        return structure(response.data, ScopeLimits)
+        return structure(response.data, ScopeLimits, of=response)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._requester.settings.clock.wall(), tz=timezone.utc)

@@ -69,7 +69,7 @@ class AsyncCheckpoints(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        checkpoint = structure(_checkpoint(response.data), Checkpoint)
+        checkpoint = structure(_checkpoint(response.data), Checkpoint, of=response)
         return attrs.evolve(checkpoint, idempotency_key=response.idempotency_key)
 
     def list(

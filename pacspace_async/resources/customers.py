@@ -67,7 +67,7 @@ class AsyncCustomers(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return structure(response.data, Customer)
+        return structure(response.data, Customer, of=response)
 
     async def summary(
         self,
@@ -80,4 +80,4 @@ class AsyncCustomers(AsyncAPIResource):
         response = await self._get(
             "/api/v1/balance/customers/summary", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
         )
-        return structure(response.data, CustomersSummary)
+        return structure(response.data, CustomersSummary, of=response)

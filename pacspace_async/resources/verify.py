@@ -39,4 +39,4 @@ class AsyncVerification(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return structure(response.data, ProofVerification)
+        return structure(response.data, ProofVerification, of=response)

@@ -71,4 +71,4 @@ class AsyncWebhookDeliveries(AsyncAPIResource):
             extra_headers=extra_headers,
         )
         data = response.data if isinstance(response.data, Mapping) else {}
-        return structure(_delivery({"eventId": event_id, **data}), WebhookDelivery)
+        return structure(_delivery({"eventId": event_id, **data}), WebhookDelivery, of=response)

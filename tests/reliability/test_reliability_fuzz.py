@@ -378,12 +378,6 @@ def test_every_endpoint_gives_a_result_or_a_pacspace_error_whatever_the_answer(
         repr(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="BUG: _codec.loads catches (UnicodeDecodeError, ValueError) but not RecursionError, so an answer "
-    "nested ~1000 levels deep (2 KB) escapes every call as a bare RecursionError instead of a PacSpaceError",
-)
 @pytest.mark.parametrize("status", [200, 500])
 def test_a_deeply_nested_answer_gives_a_pacspace_error(scripted: tuple[ScriptedServer, PacSpace], status: int) -> None:
     server, pac = scripted

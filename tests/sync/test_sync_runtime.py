@@ -193,7 +193,11 @@ async def test_with_closes_the_client(loopback: Make) -> None:
 async def test_an_unclosed_client_only_warns_when_collected(loopback: Make) -> None:
     server = await emit_server(loopback)
     pac = PacSpace(SANDBOX_KEY, base_urls={"sandbox": server.url})
-    await asyncio.to_thread(pac.balance.emit, **EMIT)
+    # A thread of our own, joined (it drops its target when done): an executor's work item
+    # could still hold the client when the test drops its last reference.
+    worker = threading.Thread(target=pac.balance.emit, kwargs=EMIT)
+    worker.start()
+    await asyncio.to_thread(worker.join)
     wrapped, blocking, thread = pac._wrapped, pac._portal._portal, pac._portal.thread
     assert blocking is not None
     assert thread is not None

@@ -1,0 +1,301 @@
+"""Turn a run's results into markdown (RESULTS.md) and the short table printed at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .clients import CLIENTS, OFFICIAL, OURS_ASYNC, OURS_SYNC, RAW, REQUESTS
+
+__all__ = ["ratio_table", "targets_table", "markdown"]
+
+HERE = Path(__file__).resolve().parent
+CHANGES = HERE / "CHANGES.md"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _times(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
+
+
+def _entry(results: dict[str, Any], key: str, client: str) -> dict[str, Any] | None:
+    entry: dict[str, Any] | None = results["scenarios"].get(key, {}).get(client)
+    return entry
+
+
+def _variant_title(results: dict[str, Any], key: str) -> str:
+    variant, mode = key.split("/")
+    titles = {"sequential": "sequential", "inflight32": "32 in flight", "inflight128": "128 in flight"}
+    title = titles.get(mode, f"{results['config']['threads']} threads")
+    return f"{results['variants'][variant]['title']}, {title}"
+
+
+def ratio_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per (scenario, our client): µs per call and throughput ratios."""
+    rows: list[list[str]] = []
+    for key in results["scenarios"]:
+        variant, mode = key.split("/")
+        ours_list = {"sequential": [OURS_ASYNC, OURS_SYNC], "threads": [OURS_SYNC]}.get(mode, [OURS_ASYNC])
+        for ours in ours_list:
+            mine = _entry(results, key, ours)
+            if mine is None:
+                continue
+            raw = _entry(results, key, RAW)
+            if mode == "sequential" or mode == "threads":
+                official = _entry(results, key, OFFICIAL)
+                official_label = ""
+            else:
+                official = _entry(results, f"{variant}/threads", OFFICIAL)
+                official_label = f" ({results['config']['threads']} threads)"
+            requests = _entry(results, key, REQUESTS)
+
+            def speed(other: dict[str, Any] | None, mine: dict[str, Any] = mine) -> float | None:
+                if other is None:
+                    return None
+                return float(mine["median_calls_per_s"]) / float(other["median_calls_per_s"])
+
+            rows.append(
+                [
+                    _variant_title(results, key),
+                    ours,
+                    _num(mine["median_us"], 1),
+                    _num(raw["median_us"], 1) if raw else "—",
+                    (_num(official["median_us"], 1) + official_label) if official else "—",
+                    _times(speed(raw)),
+                    _times(speed(official)),
+                    _times(speed(requests)),
+                ]
+            )
+    return rows
+
+
+RATIO_HEADER = [
+    "scenario",
+    "ours",
+    "ours µs/call",
+    "raw aiohttp µs/call",
+    "official µs/call",
+    "ours ÷ raw aiohttp",
+    "ours ÷ official",
+    "ours ÷ requests",
+]
+
+
+def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    align = align or "l" * len(header)
+    marks = ["---:" if a == "r" else ":---:" if a == "c" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ratio_table(results: dict[str, Any]) -> str:
+    return _table(RATIO_HEADER, ratio_rows(results), "llrrrrrr")
+
+
+def _verdict(passed: bool | None) -> str:
+    return "n/a" if passed is None else "**PASS**" if passed else "**FAIL**"
+
+
+def targets_table(results: dict[str, Any]) -> str:
+    rows = []
+    for target in results["targets"]:
+        value = target["value"]
+        unit = target["unit"]
+        digits = 2 if unit in ("x", "MB") else 1
+        shown = "—" if value is None else f"{value:,.{digits}f}{(' ' + unit) if unit and unit != 'x' else unit}"
+        limit = f"{target['comparison']} {target['limit']:g}{(' ' + unit) if unit and unit != 'x' else unit}"
+        verdict = _verdict(target["passed"])
+        if not target.get("binding", True):
+            verdict = verdict.replace("**", "") + " (info)"
+        rows.append([target["description"], shown, limit, verdict])
+    return _table(["DESIGN §5 target", "measured", "target", "result"], rows, "lrrc")
+
+
+TARGETS_NOTE = (
+    "Two clients of one scenario are compared round by round (they ran back to back in each "
+    "round) and the median of the per-round ratios or differences is shown; the one "
+    "cross-scenario target (32 in flight against 8 threads) compares the two medians. Rows "
+    "marked (info) are context, not targets: the sync facade against the official SDK (DESIGN "
+    "bounds the facade by its overhead over the async client) and raw aiohttp, the floor, "
+    "against the official SDK over TLS."
+)
+
+
+def absolute_table(results: dict[str, Any]) -> str:
+    rows = []
+    for key, participants in results["scenarios"].items():
+        for client in CLIENTS:
+            entry = participants.get(client)
+            if entry is None:
+                continue
+            rows.append(
+                [
+                    _variant_title(results, key),
+                    client,
+                    _num(entry["median_us"], 1),
+                    _num(entry["median_calls_per_s"]),
+                    _num(entry["median_client_cpu_us"], 1),
+                    _num(entry["median_server_cpu_us"], 1),
+                    _num(entry["connections_opened_per_round"]),
+                    str(entry["calls_per_round"]),
+                ]
+            )
+    header = [
+        "scenario",
+        "client",
+        "µs/call (wall)",
+        "calls/s",
+        "client CPU µs/call",
+        "server CPU µs/call",
+        "connections opened per round",
+        "calls per round",
+    ]
+    return _table(header, rows, "llrrrrrr")
+
+
+def _machine(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items() if version)
+    rows = [
+        ["CPU", f"{machine['cpu_model']} ({machine['cpu_mhz']} MHz)" if machine["cpu_mhz"] else machine["cpu_model"]],
+        ["cores", f"{machine['logical_cpus']} logical, {machine['usable_cpus']} usable by the run"],
+        ["memory", f"{machine['memory_gib']} GiB"],
+        ["OS", machine["os"]],
+        ["Python", machine["python_build"]],
+        ["OpenSSL", machine["openssl"]],
+        ["event loop", machine["event_loop"]],
+        [
+            "load average (1, 5, 15 min)",
+            f"{_loads(results, 'start')} at the start, {_loads(results, 'end')} at the end "
+            "(other work on the machine shows here; the run itself keeps about one core busy)",
+        ],
+        ["packages", packages],
+    ]
+    return _table(["", ""], rows)
+
+
+def _loads(results: dict[str, Any], when: str) -> str:
+    load = results.get("load_average", {}).get(when)
+    return "n/a" if not load else ", ".join(f"{value:.2f}" for value in load)
+
+
+def _soak(results: dict[str, Any]) -> str:
+    soak = results.get("soak")
+    if not soak:
+        return "_not run_"
+    samples = ", ".join(f"{(kib - soak['rss_before_kib']) / 1024:+.2f}" for kib in soak["rss_samples_kib"])
+    return "\n".join(
+        [
+            f"- {soak['calls']:,} emits on one `AsyncPacSpace` (default pool limit {soak['pool_limit']}), "
+            f"{soak['in_flight']} in flight, in a fresh process, after {soak['warmup']:,} warm-up emits and "
+            f"`gc.collect()`: {soak['seconds']:.1f} s, {soak['calls_per_second']:,.0f} calls/s.",
+            f"- Resident memory (VmRSS): {soak['rss_before_kib'] / 1024:.1f} MB before, "
+            f"{soak['rss_after_kib'] / 1024:.1f} MB after: **{soak['rss_growth_kib'] / 1024:+.2f} MB**. "
+            f"Growth after each tenth of the run (MB): {samples}.",
+            f"- Open connections, counted by the server: peak **{soak['server_peak_connections']}** "
+            f"(pool limit {soak['pool_limit']}); {soak['server_connections_opened']} connections opened for "
+            f"{soak['server_requests']:,} requests (warm-up included); "
+            f"{soak['server_live_connections_after_close']} still open after `aclose()`. "
+            f"Client side at the end (connector, idle + in use): {soak['client_side_connections_at_end']}.",
+            f"- Server CPU for the soak: {soak['server_cpu_s']:.1f} s. Failures: {soak['failures']}.",
+        ]
+    )
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    config = results["config"]
+    kind = "quick" if config["quick"] else "full"
+    binding = [t for t in results["targets"] if t.get("binding", True) and t["passed"] is not None]
+    failed = [t for t in binding if t["passed"] is False]
+    summary = (
+        f"All {len(binding)} targets pass."
+        if not failed
+        else f"{len(binding) - len(failed)} of {len(binding)} targets pass; missed: "
+        + ", ".join(t["id"] for t in failed)
+        + "."
+    )
+    parts = [
+        "# Benchmarks: results",
+        "",
+        f"A {kind} run (`{command}`), finished {results['finished_at']}, "
+        f"{results['elapsed_s']:.0f} s in all. {summary} Generated by `python -m benchmarks`; "
+        "the JSON beside this file has every round.",
+        "",
+        "## Machine",
+        "",
+        _machine(results),
+        "",
+        "## DESIGN §5 targets",
+        "",
+        targets_table(results),
+        "",
+        TARGETS_NOTE,
+        "",
+        "## Ratios",
+        "",
+        "Medians over the rounds. µs/call is wall time per call (for N in flight or N threads: the "
+        "run's wall time ÷ calls, i.e. 1 / throughput). The three ratio columns are throughput "
+        "ratios (above 1: ours is faster). For the async rows with calls in flight, *official* is "
+        f"the official SDK with {config['threads']} threads over the same transport.",
+        "",
+        ratio_table(results),
+        "",
+        "## Absolute numbers",
+        "",
+        "Client CPU is this process's CPU time (all threads) per call; server CPU is the server "
+        "process's (`getrusage`) per call, measured around each round. The official SDK opens one "
+        "connection per call, which also costs the server more.",
+        "",
+        absolute_table(results),
+        "",
+        f"Server process CPU for the whole run: {results['server_total']['cpu']:.1f} s "
+        f"({results['server_total']['requests']:,} requests, "
+        f"{results['server_total']['accepted']:,} connections).",
+        "",
+        "## Soak",
+        "",
+        _soak(results),
+        "",
+        "## How it was measured",
+        "",
+        f"- One run, one server process, all clients side by side. Each scenario's clients are built "
+        f"once, warmed up and calibrated (a call count taking about {config['seconds_per_measurement']} s), "
+        f"then measured in {config['rounds']} interleaved rounds (A, B, C, A, B, C, ...); the table "
+        "shows medians. The server's answer count is checked after every round.",
+        "- The server (`benchmarks/server.py`) is a separate process: a raw asyncio protocol on "
+        "127.0.0.1 answering `POST /api/v1/balance/delta` with a canned `201` "
+        '`{"success":true,"data":{"recordId":"rec_1","status":"QUEUED",...}}`; it refuses other '
+        "routes and requests without `X-Api-Key`.",
+        "- The clients (`benchmarks/clients.py`) all send the same emit: AsyncPacSpace / PacSpace "
+        '`balance.emit(customer_id="cust_bench", delta=Decimal("-42.50"), reason="bench")` (a fresh '
+        "idempotency key each call, the answer structured into a `DeltaRecord`); raw aiohttp and "
+        "requests send the same headers and a JSON body with a fresh idempotency key and decode the "
+        'answer; the official SDK `pac.balance.emit("cust_bench", -42.5, "bench")`.',
+        "",
+    ]
+    for key, variant in results["variants"].items():
+        parts.append(f"- **{variant['title']}** (`{key}`): {variant['setup']}")
+    parts += [
+        "",
+        "## What was changed",
+        "",
+        CHANGES.read_text().strip() if CHANGES.exists() else "_nothing_",
+        "",
+        "## How to run",
+        "",
+        "```",
+        "nox -s bench                   # the full run: writes benchmarks/RESULTS.md and results.json",
+        "nox -s bench -- --quick        # about a minute: prints the tables, writes RESULTS.quick.md",
+        "python -m benchmarks --profile # where AsyncPacSpace's per-call microseconds go",
+        "```",
+        "",
+    ]
+    return "\n".join(parts)
