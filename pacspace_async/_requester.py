@@ -330,8 +330,10 @@ class Requester:
                 await clock.sleep(delay)
                 retries += 1
         finally:
-            # The frame outlives the call in a traceback: leave no key in it.
+            # The frame outlives the call in a traceback (shown with its locals by Sentry, rich,
+            # pytest --showlocals): leave no key in it, not even one a server echoed back.
             headers.pop("X-Api-Key", None)
+            raw = decoded = None  # type: ignore[assignment]
 
     async def _auth_failed(self, error: APIStatusError) -> None:
         if error.status == 401:

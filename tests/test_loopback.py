@@ -396,3 +396,46 @@ async def test_a_proxy_from_the_environment_is_used(loopback: Make, monkeypatch:
             await pac.balance.emit(**EMIT)
     assert len(proxy.requests) == 3
     assert all(request.host == "pacspace.invalid" for request in proxy.requests)
+
+
+async def test_no_key_in_traceback_locals_or_error_bodies(loopback: Make) -> None:
+    server = loopback()
+
+    async def echo_key(request: web.Request) -> web.Response:
+        # A server that echoes the key back must not make the SDK keep it.
+        return web.json_response({"error": {"message": f"bad key {request.headers['X-Api-Key']}"}}, status=401)
+
+    server.route("POST", DELTA, echo_key)
+    await server.start()
+    async with AsyncPacSpace(SANDBOX_KEY, base_urls={"sandbox": server.url}) as pac:
+        with pytest.raises(AuthenticationError) as info:
+            await pac.balance.emit(**EMIT)
+    error = info.value
+    with_locals = "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+    assert "Idempotency-Key" in with_locals  # the request's headers were captured with the locals
+    texts = [with_locals, repr(error.body), str(error), repr(error), repr(pickle_roundtrip(error).body)]
+    for secret in SECRETS:
+        assert all(secret not in text for text in texts)
+
+
+def pickle_roundtrip(error: APIStatusError) -> APIStatusError:
+    import pickle
+
+    copy: APIStatusError = pickle.loads(pickle.dumps(error))
+    return copy
+
+
+async def test_a_zero_wait_pending_answer_does_not_loop_tightly(loopback: Make) -> None:
+    server = loopback()
+
+    async def pending(request: web.Request) -> web.Response:
+        return web.json_response({"code": "IDEMPOTENCY_PENDING", "retryAfterSeconds": 0}, status=202)
+
+    server.route("POST", DELTA, pending)
+    await server.start()
+    clock = FakeClock()
+    async with AsyncPacSpace(SANDBOX_KEY, base_urls={"sandbox": server.url}, deadline=10) as pac:
+        with pytest.raises(PacSpaceError):
+            await pac._with_clock(clock.clock()).balance.emit(**EMIT)
+    assert all(wait >= 0.1 for wait in clock.sleeps)
+    assert len(server.requests) < 20  # a floor that grows to 2 s: about a dozen tries in 10 s
