@@ -196,14 +196,18 @@ class AsyncPacSpace:
             )
         if on_auth_error is not None:
             changes["on_auth_error"] = on_auth_error
-        copy = object.__new__(type(self))
-        copy._setup(self._requester.with_settings(**changes), self._webhooks, self.summaries)
-        return copy
+        return self._copy(self._requester.with_settings(**changes), self.summaries)
 
     def _with_clock(self, clock: Clock) -> AsyncPacSpace:
-        """A copy whose waits and time go through `clock` (for tests and the emulator)."""
+        """A copy whose waits and time go through `clock` (for tests and the emulator).
+
+        It gets its own summary queue, whose timer must run on that clock too.
+        """
+        return self._copy(self._requester.with_settings(clock=clock), None)
+
+    def _copy(self, requester: Requester, summaries: AsyncSummaries | None) -> AsyncPacSpace:
         copy = object.__new__(type(self))
-        copy._setup(self._requester.with_settings(clock=clock), self._webhooks, None)
+        copy._setup(requester, self._webhooks, summaries)
         return copy
 
     # --- lifetime ---------------------------------------------------------------------------

@@ -160,20 +160,6 @@ class Requester:
     def with_settings(self, **changes: Any) -> Requester:
         return Requester(self.transport, self.credentials, attrs.evolve(self.settings, **changes))
 
-    def idempotency_key_for(
-        self,
-        *,
-        caller_key: str | None,
-        reference: str | None,
-        operation: str,
-    ) -> str:
-        """The caller's key, else one derived from the business reference, else a fresh one."""
-        if caller_key is not None:
-            return self.idempotency.from_caller(caller_key)
-        if reference is not None:
-            return self.idempotency.for_reference(reference, operation=operation)
-        return self.idempotency.fresh(operation)
-
     async def request(
         self,
         method: str,
@@ -191,7 +177,7 @@ class Requester:
     ) -> APIResponse:
         """Send until success, a final error, the retry budget or the deadline.
 
-        `idempotency_key` is the finished key (see `idempotency_key_for`); every attempt of
+        `idempotency_key` is the finished key (`IdempotencyKeys.for_call`); every attempt of
         this call sends the very same one.
         """
         settings = self.settings

@@ -416,7 +416,7 @@ def test_idempotency_keys_are_well_formed_for_every_operation_and_environment(
 ) -> None:
     requester = requester_for(environment)
     key, error = outcome(
-        lambda: requester.idempotency_key_for(caller_key=caller_key, reference=reference, operation=operation),
+        lambda: requester.idempotency.for_call(caller_key=caller_key, reference=reference, operation=operation),
         InvalidArgumentError,
     )
     if key is None:
@@ -427,14 +427,14 @@ def test_idempotency_keys_are_well_formed_for_every_operation_and_environment(
     assert len(key) <= MAX_KEY_LENGTH
     assert VISIBLE_ASCII.fullmatch(key), key
     assert key.startswith(f"{environment.value}:")
-    again = requester.idempotency_key_for(caller_key=caller_key, reference=reference, operation=operation)
+    again = requester.idempotency.for_call(caller_key=caller_key, reference=reference, operation=operation)
     if caller_key is None and reference is None:
         assert again != key  # fresh
         assert key.startswith(f"{environment.value}:{operation}:")
     else:
         assert again == key  # deterministic
         # A key handed back (from a result or an error) is sent again unchanged.
-        assert requester.idempotency_key_for(caller_key=key, reference=None, operation=operation) == key
+        assert requester.idempotency.for_call(caller_key=key, reference=None, operation=operation) == key
 
 
 # --- keys given as text or in a file -------------------------------------------------------------
