@@ -320,6 +320,12 @@ class Credentials:
         """The identity of the key last used (never the secret)."""
         return self._last_key_id
 
+    @property
+    def fixed_key(self) -> ApiKey | None:
+        """The key itself when it is a fixed `ApiKey` (not a provider): read without awaiting."""
+        source = self._source
+        return source if type(source) is ApiKey else None
+
     async def current(self) -> ApiKey | None:
         source = self._source
         if source is None or isinstance(source, ApiKey):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-import uuid
 
 import attrs
 
@@ -33,9 +33,10 @@ class IdempotencyKeys:
     """
 
     environment: Environment
+    prefix: str = attrs.field(init=False, repr=False, eq=False)
 
-    @property
-    def prefix(self) -> str:
+    @prefix.default
+    def _prefix(self) -> str:
         return f"{self.environment.value}:"
 
     def for_reference(self, reference: str, *, operation: str, scope: str | None = None) -> str:
@@ -71,8 +72,8 @@ class IdempotencyKeys:
         return self.fresh(operation)
 
     def fresh(self, operation: str) -> str:
-        """Random: one logical call, reused on every attempt of it."""
-        return f"{self.prefix}{operation}:{uuid.uuid4().hex}"
+        """Random (128 bits, as hex): one logical call, reused on every attempt of it."""
+        return f"{self.prefix}{operation}:{os.urandom(16).hex()}"
 
     def from_caller(self, key: str) -> str:
         """A caller's own key, namespaced the same way.

@@ -178,8 +178,16 @@ def _model_hook(cls: type[Any]) -> Any:
 converter.register_structure_hook_factory(attrs.has, _model_hook)
 
 
-# The hook of each model class structured so far (what converter.structure would dispatch to).
-_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}
+# The hook of each model class structured so far (what converter.structure would dispatch to),
+# and whether the model has an `idempotency_key` of its own (a `local_field`) to fill in.
+_HOOKS: dict[Any, tuple[Callable[[Any, Any], Any], bool]] = {}
+
+
+def _holds_sent_key(cls: Any) -> bool:
+    if not (isinstance(cls, type) and attrs.has(cls)):
+        return False
+    field = attrs.fields_dict(cls).get("idempotency_key")
+    return field is not None and bool(field.metadata.get(_NOT_ON_WIRE))
 
 
 class Exchange(typing.Protocol):
@@ -195,14 +203,21 @@ class Exchange(typing.Protocol):
 def structure(data: Any, cls: type[T], *, of: Exchange | None = None) -> T:
     """Build a model from decoded JSON, or say plainly that the answer was not understood.
 
-    `of`: the exchange the answer came from, so the error names its request id and carries
-    the idempotency key that was sent (the write may well have been recorded).
+    `of`: the exchange the answer came from. A model with an `idempotency_key` field gets the
+    key that was sent; an error names the request id and carries that key (the write may well
+    have been recorded).
     """
-    hook = _HOOKS.get(cls)
+    found = _HOOKS.get(cls)
     try:
-        if hook is None:
-            hook = _HOOKS[cls] = _hook_for(cls)
-        return hook(data, cls)  # type: ignore[no-any-return]
+        if found is None:
+            found = _HOOKS[cls] = (_hook_for(cls), _holds_sent_key(cls))
+        hook, holds_sent_key = found
+        model = hook(data, cls)
+        if holds_sent_key and of is not None and of.idempotency_key is not None:
+            # Built a moment ago and held by nobody else: fill the field in place rather than
+            # copying the whole model with attrs.evolve.
+            object.__setattr__(model, "idempotency_key", of.idempotency_key)
+        return model  # type: ignore[no-any-return]
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         detail = "; ".join(_leaves(exc))
         request = f" (request_id={of.request_id})" if of is not None and of.request_id else ""

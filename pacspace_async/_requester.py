@@ -213,7 +213,9 @@ class Requester:
                 attempt += 1
                 key_id: str | None = None
                 if authenticated:
-                    key = await credentials.current()
+                    key = credentials.fixed_key
+                    if key is None:
+                        key = await credentials.current()
                     if key is None:  # rotated to nothing: cannot happen through the public API
                         raise MissingApiKeyError(f"{method} {path} needs an API key")
                     headers["X-Api-Key"] = key.header_value()

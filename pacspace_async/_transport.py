@@ -94,9 +94,9 @@ class Transport:
         self._sessions: dict[Environment, aiohttp.ClientSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        # Parsed URLs by their text: a URL is immutable, and aiohttp reads its host, origin and
-        # path on every request, which a URL object computes once and keeps.
-        self._urls: dict[str, URL] = {}
+        # Parsed URLs by their text, with their request options: a URL is immutable, and aiohttp
+        # reads its host, origin and path on every request, which a URL object computes once.
+        self._targets: dict[str, tuple[URL, dict[str, Any]]] = {}
         # Proxy and netrc answers per (scheme, host); None: aiohttp looks up per request.
         self._env: dict[tuple[str, str | None], dict[str, Any]] | None = {} if _CACHE_ENV_LOOKUPS else None
         self.closed = False
@@ -137,6 +137,21 @@ class Transport:
                 self._timeouts[seconds] = timeout
         return timeout
 
+    def _target(self, url: str) -> tuple[URL, dict[str, Any]]:
+        """The parsed URL and the proxy/auth options for it (see _CACHE_ENV_LOOKUPS)."""
+        target = URL(url, encoded=True)
+        options: dict[str, Any] = {}
+        if self._env is not None:
+            host = (target.scheme, target.host)
+            found = self._env.get(host)
+            if found is None:
+                found = self._env[host] = _look_up(target)
+            options = found
+        if len(self._targets) >= 256:
+            self._targets.clear()
+        self._targets[url] = (target, options)
+        return target, options
+
     async def send(
         self,
         environment: Environment,
@@ -149,19 +164,8 @@ class Transport:
     ) -> RawResponse:
         """One attempt. Redirects are returned, never followed: a key must not travel on."""
         session = self._session(environment)
-        target = self._urls.get(url)
-        if target is None:
-            if len(self._urls) >= 256:
-                self._urls.clear()
-            target = self._urls[url] = URL(url, encoded=True)
         try:
-            env = self._env
-            options: dict[str, Any] = {}
-            if env is not None:
-                found = env.get((target.scheme, target.host))
-                if found is None:
-                    found = env[(target.scheme, target.host)] = _look_up(target)
-                options = found
+            target, options = self._targets.get(url) or self._target(url)
             context = session.request(
                 method,
                 target,

@@ -120,6 +120,11 @@ def test_fresh_keys_differ_and_carry_the_prefix() -> None:
     assert PRODUCTION.fresh(OPERATION).startswith("production:balance.delta:")
 
 
+def test_a_fresh_key_carries_128_random_bits_as_hex() -> None:
+    tail = SANDBOX.fresh(OPERATION).removeprefix("sandbox:balance.delta:")
+    assert re.fullmatch(r"[0-9a-f]{32}", tail), tail
+
+
 # --- caller keys --------------------------------------------------------------------------
 
 

@@ -135,6 +135,24 @@ def test_delta_record_from_camel_case_keeps_unknowns() -> None:
     assert not record.is_final
 
 
+@attrs.frozen
+class _Exchange:
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+
+def test_a_model_built_from_an_answer_holds_the_key_that_was_sent() -> None:
+    data = {"recordId": "rec_1", "status": "QUEUED", "idempotencyKey": "from-the-wire"}
+    sent = structure(data, DeltaRecord, of=_Exchange(idempotency_key="sandbox:balance.delta:k1"))
+    assert sent.idempotency_key == "sandbox:balance.delta:k1"
+    # Not read from the wire, and nothing to fill in when no key was sent (a GET).
+    assert structure(data, DeltaRecord).idempotency_key is None
+    assert structure(data, DeltaRecord, of=_Exchange(request_id="req_1")).idempotency_key is None
+    # A model without the field is left alone.
+    verification = structure({"verified": True}, ProofVerification, of=_Exchange(idempotency_key="k"))
+    assert not hasattr(verification, "idempotency_key")
+
+
 def test_raw_is_neither_in_repr_nor_in_eq() -> None:
     record = structure(WIRE_DELTA, DeltaRecord)
     assert "unknownField" not in repr(record)

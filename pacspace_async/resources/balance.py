@@ -132,9 +132,7 @@ class AsyncBalance(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return attrs.evolve(
-            structure(response.data, DeltaRecord, of=response), idempotency_key=response.idempotency_key
-        )
+        return structure(response.data, DeltaRecord, of=response)
 
     async def emit_batch(
         self,

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from .._errors import InvalidArgumentError
 from .._models import structure
 from ..models.checkpoints import Checkpoint
@@ -69,8 +67,7 @@ class AsyncCheckpoints(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        checkpoint = structure(_checkpoint(response.data), Checkpoint, of=response)
-        return attrs.evolve(checkpoint, idempotency_key=response.idempotency_key)
+        return structure(_checkpoint(response.data), Checkpoint, of=response)
 
     def list(
         self,
