@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from conftest import SANDBOX_KEY, FakeClock, LoopbackServer, delta_record, ok
 
-from pacspace_async import AsyncPacSpace, InvalidArgumentError, PacSpaceError, VerificationTimeoutError
+from pacspace_async import APITimeoutError, AsyncPacSpace, InvalidArgumentError, PacSpaceError, VerificationTimeoutError
 
 Make = Callable[[], LoopbackServer]
 DELTA = "/api/v1/balance/delta"
@@ -231,6 +231,17 @@ async def test_emit_and_wait_counts_the_pending_wait_against_its_timeout(setup: 
         await setup.pac.balance.emit_and_wait(**EMIT, timeout=10, poll_interval=2)
     assert setup.clock.sleeps[0] == 3.0
     assert sum(setup.clock.sleeps) == pytest.approx(10)
+
+
+async def test_emit_and_wait_bounds_the_emit_itself_by_its_timeout(setup: Setup) -> None:
+    # The first request with this key never finishes server-side: the emit alone would wait up
+    # to the client's deadline (120 s); emit_and_wait(timeout=10) must give up at 10 s.
+    setup.api.emits = [PENDING[0]]
+    with pytest.raises(APITimeoutError) as info:
+        await setup.pac.balance.emit_and_wait(**EMIT, reference_id="inv_9", timeout=10, poll_interval=2)
+    assert info.value.idempotency_key == "sandbox:balance.delta:cust_1:inv_9"
+    assert 0 < sum(setup.clock.sleeps) <= 10
+    assert setup.api.polled == []
 
 
 async def test_emit_and_wait_error_status_propagates(setup: Setup) -> None:

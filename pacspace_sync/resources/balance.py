@@ -165,7 +165,9 @@ class Balance:
     ) -> DeltaRecord:
         """Emit, then wait until VERIFIED or FAILED; `timeout` bounds the whole call.
 
-        A replayed emit that is already final returns at once.
+        A replayed emit that is already final returns at once. If the emit itself does not
+        finish within `timeout` (retries and 202 waits included), `APITimeoutError` carries the
+        idempotency key to call again with: the delta may have been recorded.
         """
         return self._portal.call(
             functools.partial(
