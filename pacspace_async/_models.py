@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from types import MappingProxyType
 from typing import Any, TypeVar, Union
 
 import attrs
@@ -25,7 +24,31 @@ __all__ = ["converter", "structure", "raw_field", "local_field", "to_decimal", "
 
 T = TypeVar("T")
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class _NoRaw(Mapping[str, Any]):
+    """The `raw` of a model built in code rather than read from an answer: empty, read-only,
+    and picklable (a `MappingProxyType` is not, which made such models unpicklable)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "_EMPTY"  # pickled by name: unpickles to this module's one instance
+
+
+_EMPTY: Mapping[str, Any] = _NoRaw()
 _NOT_ON_WIRE = "pacspace_not_on_wire"
 
 

@@ -271,3 +271,15 @@ def test_local_errors_pickle_and_hash(error: PacSpaceError) -> None:
     assert copy.action is error.action
     assert {error: 1}[error] == 1
     assert isinstance(hash(copy), int)
+
+
+def test_batch_progress_is_none_unless_a_batch_sets_it_and_survives_pickling() -> None:
+    from pacspace_async.models import BatchItemResult, BatchResult
+
+    error = errors.RateLimitError("slow down", status=429, code=None, method="POST", path="/api/v1/balance/delta/batch")
+    assert error.batch_progress is None
+    recorded = BatchItemResult(index=0, status="QUEUED", record_id="rec_1")
+    error.batch_progress = BatchResult((recorded,), 1, 0, ("sandbox:k",))
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.batch_progress == error.batch_progress
+    assert errors.PacSpaceError("x").batch_progress is None

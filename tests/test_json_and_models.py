@@ -323,3 +323,20 @@ def test_parse_datetime_keeps_the_offset() -> None:
 def test_parse_datetime_refuses_garbage(value: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         parse_datetime(value)
+
+
+def test_models_pickle_whether_built_in_code_or_read_from_an_answer() -> None:
+    import copy
+    import pickle
+
+    built = DeltaRecord(record_id="rec_1", status="QUEUED")
+    read = structure({"recordId": "rec_1", "status": "QUEUED", "extra": 1}, DeltaRecord)
+    for record in (built, read):
+        again = pickle.loads(pickle.dumps(record))
+        assert again == record
+        assert dict(again.raw) == dict(record.raw)
+        assert copy.deepcopy(record) == record
+    assert dict(built.raw) == {}
+    assert repr(built.raw) == "{}"
+    with pytest.raises(TypeError):
+        built.raw["x"] = 1  # type: ignore[index]

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from .._errors import APITimeoutError, InvalidArgumentError, VerificationTimeoutError
+from .._errors import APITimeoutError, InvalidArgumentError, PacSpaceError, VerificationTimeoutError
 from .._models import structure
 from .._requester import APIResponse
 from ..models.balance import (
@@ -163,8 +163,9 @@ class AsyncBalance(AsyncAPIResource):
 
         Every item is checked before anything is sent. Results come back in your order
         (`results[i].index == i`); an item already recorded is reported as `replayed`.
-        If a request fails, earlier requests stay recorded and the error is raised: give
-        every item a `reference_id` and call again with the same items to finish safely.
+        If a request fails, earlier requests stay recorded and the error is raised with
+        `error.batch_progress`, the results confirmed so far: give every item a
+        `reference_id` and call again with the same items to finish safely.
 
         >>> result = await pac.balance.emit_batch([
         ...     DeltaInput(customer_id="cust_1", delta=Decimal("-1"), reason="usage", reference_id="u1"),
@@ -178,6 +179,12 @@ class AsyncBalance(AsyncAPIResource):
         keys: list[str] = []
         raws: list[Mapping[str, Any]] = []
         queued = failed = 0
+
+        def progress() -> BatchResult:
+            return BatchResult(
+                tuple(sorted(results, key=lambda result: result.index)), queued, failed, tuple(keys), tuple(raws)
+            )
+
         for number, chunk in enumerate(chunks):
             offset = number * BATCH_LIMIT
             caller_key = (
@@ -191,30 +198,35 @@ class AsyncBalance(AsyncAPIResource):
                 if all(item.get("referenceId") for item in chunk)
                 else None
             )
-            response = await self._post(
-                "/api/v1/balance/delta/batch",
-                body={"deltas": chunk},
-                operation="balance.delta.batch",
-                idempotency_key=caller_key,
-                reference=reference,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            )
-            data = response.data if isinstance(response.data, Mapping) else {}
-            chunk_results = []
-            for position, item in enumerate(item for item in data.get("results") or [] if isinstance(item, Mapping)):
-                local = item.get("index")
-                local = local if isinstance(local, int) and 0 <= local < len(chunk) else position
-                chunk_results.append(structure({**item, "index": offset + local}, BatchItemResult, of=response))
+            try:
+                response = await self._post(
+                    "/api/v1/balance/delta/batch",
+                    body={"deltas": chunk},
+                    operation="balance.delta.batch",
+                    idempotency_key=caller_key,
+                    reference=reference,
+                    timeout=timeout,
+                    max_retries=max_retries,
+                    extra_headers=extra_headers,
+                )
+                data = response.data if isinstance(response.data, Mapping) else {}
+                chunk_results = []
+                items_sent = (item for item in data.get("results") or [] if isinstance(item, Mapping))
+                for position, item in enumerate(items_sent):
+                    local = item.get("index")
+                    local = local if isinstance(local, int) and 0 <= local < len(chunk) else position
+                    chunk_results.append(structure({**item, "index": offset + local}, BatchItemResult, of=response))
+            except PacSpaceError as error:
+                # What the earlier requests recorded is not lost with the error.
+                error.batch_progress = progress()
+                raise
             chunk_failed = sum(1 for result in chunk_results if result.failed)
             queued += _count(data.get("totalQueued"), len(chunk_results) - chunk_failed)
             failed += _count(data.get("totalFailed"), chunk_failed)
             results.extend(chunk_results)
             keys.append(response.idempotency_key or "")
             raws.append(data)
-        results.sort(key=lambda result: result.index)
-        return BatchResult(tuple(results), queued, failed, tuple(keys), tuple(raws))
+        return progress()
 
     # --- following a delta ------------------------------------------------------------------
 

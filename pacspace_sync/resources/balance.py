@@ -82,8 +82,9 @@ class Balance:
 
         Every item is checked before anything is sent. Results come back in your order
         (`results[i].index == i`); an item already recorded is reported as `replayed`.
-        If a request fails, earlier requests stay recorded and the error is raised: give
-        every item a `reference_id` and call again with the same items to finish safely.
+        If a request fails, earlier requests stay recorded and the error is raised with
+        `error.batch_progress`, the results confirmed so far: give every item a
+        `reference_id` and call again with the same items to finish safely.
 
         >>> result = pac.balance.emit_batch([
         ...  DeltaInput(customer_id="cust_1", delta=Decimal("-1"), reason="usage", reference_id="u1"),

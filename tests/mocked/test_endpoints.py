@@ -20,7 +20,7 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 from conftest import SANDBOX_KEY, FakeClock, delta_record
 
-from pacspace_async import AsyncPacSpace, DeltaInput, InvalidArgumentError, PacSpaceError
+from pacspace_async import AsyncPacSpace, BadRequestError, DeltaInput, InvalidArgumentError, PacSpaceError
 
 SANDBOX = "https://sandbox.test"
 BALANCE = "/api/v1/balance"
@@ -229,6 +229,35 @@ async def test_emit_batch_of_250_sends_100_100_50_with_own_keys_and_keeps_global
     assert result.replayed == 0
     assert result.failures == ()
     assert len(result.raw) == 3
+
+
+async def test_a_failed_batch_request_keeps_what_earlier_requests_recorded(
+    mocked: aioresponses, pac: AsyncPacSpace, wire: list[Sent]
+) -> None:
+    url = at(f"{BALANCE}/delta/batch")
+    mocked.post(url, callback=batch_echo())
+    mocked.post(url, status=400, payload={"error": {"code": "VALIDATION", "message": "bad item"}})
+    with pytest.raises(BadRequestError) as info:
+        await pac.balance.emit_batch(batch_items(250))
+    assert len(wire) == 2  # the third request was never sent
+    progress = info.value.batch_progress
+    assert progress is not None
+    assert [item.index for item in progress.results] == list(range(100))
+    assert [item.record_id for item in progress.results] == [f"rec_c{index}" for index in range(100)]
+    assert (progress.total_queued, progress.total_failed) == (100, 0)
+    assert progress.idempotency_keys == (wire[0].headers["Idempotency-Key"],)
+    assert info.value.idempotency_key == wire[1].headers["Idempotency-Key"]
+
+
+async def test_a_batch_failing_at_its_first_request_reports_nothing_recorded(
+    mocked: aioresponses, pac: AsyncPacSpace
+) -> None:
+    mocked.post(at(f"{BALANCE}/delta/batch"), status=400, payload={"error": {"code": "VALIDATION"}})
+    with pytest.raises(BadRequestError) as info:
+        await pac.balance.emit_batch(batch_items(3))
+    assert info.value.batch_progress is not None
+    assert info.value.batch_progress.results == ()
+    assert info.value.batch_progress.total_queued == 0
 
 
 async def test_emit_batch_counts_replays_and_lists_failures(
