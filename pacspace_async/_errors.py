@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._redact import redact, redact_json
-
-if TYPE_CHECKING:
-    from .models.balance import BatchResult
 
 __all__ = [
     "APIConnectionError",
@@ -66,9 +63,10 @@ class PacSpaceError(Exception):
     """Base class of every error the SDK raises on purpose."""
 
     default_action: ErrorAction = ErrorAction.ALERT_OPERATOR
-    #: Set on an error raised by `balance.emit_batch`: the items confirmed recorded by the
-    #: requests before the one that failed (an empty result when it was the first).
-    batch_progress: BatchResult | None = None
+    #: On an error raised by a request of `balance.emit_batch`: a `BatchResult` of what the
+    #: requests before it recorded (empty when it was the first). `Any` so that errors, which
+    #: everything imports, import no models.
+    batch_progress: Any = None
 
     def __init__(
         self,

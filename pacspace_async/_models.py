@@ -25,12 +25,27 @@ __all__ = ["converter", "structure", "raw_field", "local_field", "to_decimal", "
 T = TypeVar("T")
 
 
-
 class _NoRaw(Mapping[str, Any]):
     """The `raw` of a model built in code rather than read from an answer: empty, read-only,
-    and picklable (a `MappingProxyType` is not, which made such models unpicklable)."""
+    and picklable (a `MappingProxyType` is not, which made such models unpicklable). There is
+    one instance; it copies and merges into plain dicts, as a `raw` read from an answer does."""
 
     __slots__ = ()
+    _instance: _NoRaw | None = None
+
+    def __new__(cls) -> _NoRaw:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def copy(self) -> dict[str, Any]:
+        return {}
+
+    def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(other)
+
+    def __ror__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(other)
 
     def __getitem__(self, key: str) -> Any:
         raise KeyError(key)

@@ -338,5 +338,7 @@ def test_models_pickle_whether_built_in_code_or_read_from_an_answer() -> None:
         assert copy.deepcopy(record) == record
     assert dict(built.raw) == {}
     assert repr(built.raw) == "{}"
+    assert built.raw | {"a": 1} == {"a": 1}  # merges and copies like a raw read from an answer
+    assert built.raw.copy() == {}  # type: ignore[attr-defined]
     with pytest.raises(TypeError):
         built.raw["x"] = 1  # type: ignore[index]
