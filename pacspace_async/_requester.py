@@ -39,7 +39,7 @@ from ._retry import RetryPolicy, parse_retry_after
 from ._transport import Transport, TransportFailure
 from ._version import __version__
 
-__all__ = ["Requester", "Settings", "Clock", "APIResponse", "AuthErrorHook"]
+__all__ = ["Requester", "Settings", "Clock", "APIResponse", "AuthErrorHook", "checked_extra_headers"]
 
 USER_AGENT = f"pacspace-python/{__version__}"
 # The key, the idempotency key and the chain id are the SDK's to set: a chain id of the other
@@ -125,7 +125,8 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
     return headers.get("X-Request-Id") or headers.get("request-id")
 
 
-def _checked_extra_headers(extra: Mapping[str, str] | None) -> Mapping[str, str]:
+def checked_extra_headers(extra: Mapping[str, str] | None) -> Mapping[str, str]:
+    """`extra_headers` as given, refused if it sets what the SDK owns (key, idempotency, chain)."""
     if not extra:
         return {}
     for name, value in extra.items():
@@ -194,7 +195,7 @@ class Requester:
         body = None if json is None else _codec.dumps(json)
         headers = _Headers(self._static_headers[environment])
         if extra_headers:
-            headers.update(_checked_extra_headers(extra_headers))
+            headers.update(checked_extra_headers(extra_headers))
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         if authenticated and not credentials.has_key:

@@ -306,6 +306,34 @@ async def test_a_fresh_idempotency_key_per_flush_so_failures_are_not_replayed(ma
     assert keys[0] != keys[1]
 
 
+async def test_flush_passes_its_per_call_options_to_every_request(make: Make) -> None:
+    summaries, stub, _ = make(auto_flush=False, max_deltas_per_request=1)
+    queue_day(summaries, "cust_1")
+    queue_day(summaries, "cust_2")
+    await summaries.flush(timeout=5, max_retries=0, extra_headers={"X-Trace": "t1"})
+    assert len(stub.options) == 2
+    for options in stub.options:
+        assert (options["timeout"], options["max_retries"]) == (5, 0)
+        assert options["extra_headers"] == {"X-Trace": "t1"}
+    queue_day(summaries, "cust_3")
+    await summaries.flush()  # the next flush goes back to the client's settings
+    assert len(stub.options) == 3
+    assert all(stub.options[-1].get(key) is None for key in ("timeout", "max_retries", "extra_headers"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"timeout": 0}, {"timeout": -1}, {"max_retries": -1}, {"extra_headers": {"X-Api-Key": "pk_test_x.y"}}],
+)
+async def test_bad_flush_options_are_raised_and_nothing_is_sent(make: Make, options: dict[str, Any]) -> None:
+    summaries, stub, _ = make(auto_flush=False)
+    queue_day(summaries, "cust_1")
+    with pytest.raises(InvalidArgumentError):
+        await summaries.flush(**options)
+    assert stub.calls == []
+    assert summaries.state().queued_count == 1
+
+
 async def test_an_item_without_a_result_stays_queued(make: Make) -> None:
     summaries, _, _ = make(lambda items: BatchResult((), 0, 0), auto_flush=False)
     ref = queue_day(summaries, "cust_1")

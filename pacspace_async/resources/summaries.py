@@ -28,9 +28,9 @@ from .._errors import (
 )
 from .._logging import logger
 from .._models import parse_datetime
-from .._requester import Clock
+from .._requester import Clock, checked_extra_headers
 from ..models.summaries import FlushReport, SummaryFailure, SummaryProfile, SummaryQueueState
-from ._args import amount_arg, customer_id_arg, mapping_arg, text_arg
+from ._args import amount_arg, count_arg, customer_id_arg, mapping_arg, seconds_arg, text_arg
 from .balance import BATCH_LIMIT, AsyncBalance
 
 __all__ = ["AsyncSummaries", "summary_reference_id"]
@@ -263,24 +263,38 @@ class AsyncSummaries:
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def flush(self) -> FlushReport:
+    async def flush(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FlushReport:
         """Send everything queued now and report what happened. Waits for a flush underway.
 
         Recorded summaries leave the queue (a replay counts as recorded); failed ones stay and
-        are listed in `failures`. Request errors are reported, not raised.
+        are listed in `failures`. Request errors are reported, not raised; bad options are
+        raised before anything is sent. There is no `idempotency_key`: each flush sends fresh
+        keys on purpose (see `_flush_locked`), and items are de-duplicated by reference id.
 
-        >>> report = await pac.summaries.flush()
+        >>> report = await pac.summaries.flush(timeout=10)
         """
         self._check_open()
-        report = await self._flush()
+        if timeout is not None:
+            seconds_arg("timeout", timeout)
+        if max_retries is not None:
+            count_arg("max_retries", max_retries)
+        checked_extra_headers(extra_headers)
+        report = await self._flush(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
         self._ensure_timer()
         return report
 
-    async def _flush(self) -> FlushReport:
+    async def _flush(self, **options: Any) -> FlushReport:
+        """`options`: the per-call options of `emit_batch` for this flush's requests."""
         async with self._loop_lock():
-            return await self._flush_locked()
+            return await self._flush_locked(**options)
 
-    async def _flush_locked(self) -> FlushReport:
+    async def _flush_locked(self, **options: Any) -> FlushReport:
         started_at = self._now()
         self._flushed_version = self._version
         profile = self._profile
@@ -302,6 +316,7 @@ class AsyncSummaries:
                 result = await self._balance.emit_batch(
                     [self._wire(summary, profile) for _, summary in chunk],
                     idempotency_key=f"summaries:{flush_id}:{number}",
+                    **options,
                 )
             except Exception as error:
                 failures.extend(

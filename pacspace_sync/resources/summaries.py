@@ -106,15 +106,30 @@ class Summaries:
             ),
         )
 
-    def flush(self) -> FlushReport:
+    def flush(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FlushReport:
         """Send everything queued now and report what happened. Waits for a flush underway.
 
         Recorded summaries leave the queue (a replay counts as recorded); failed ones stay and
-        are listed in `failures`. Request errors are reported, not raised.
+        are listed in `failures`. Request errors are reported, not raised; bad options are
+        raised before anything is sent. There is no `idempotency_key`: each flush sends fresh
+        keys on purpose (see `_flush_locked`), and items are de-duplicated by reference id.
 
-        >>> report = pac.summaries.flush()
+        >>> report = pac.summaries.flush(timeout=10)
         """
-        return self._portal.call(self._wrapped.flush)
+        return self._portal.call(
+            functools.partial(
+                self._wrapped.flush,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            ),
+        )
 
     def state(self) -> SummaryQueueState:
         """A snapshot: profile, cadence, how many summaries wait, and when the next flush is due.
