@@ -43,7 +43,7 @@ class Page(Generic[T]):
         return self._wrapped.raw
 
     def has_next_page(self) -> bool:
-        return self._portal.call(self._wrapped.has_next_page)
+        return self._wrapped.has_next_page()
 
     def next_page(self) -> Page[T]:
         """Fetch the following page; check `has_next_page()` first."""

@@ -98,6 +98,8 @@ INTRODUCED = {"Iterator": "collections.abc", "Iterable": "collections.abc", "Gen
 # A paginator's items are iterated locally, page by page: `__aiter__` walks `pages()`.
 OVERRIDES: dict[tuple[str, str], tuple[str, ...]] = {
     ("AsyncPaginator", "__aiter__"): ("for page in self.pages():", "    yield from page"),
+    # Reads one attribute of the page: no loop needed, so no hop to the loop thread.
+    ("AsyncPage", "has_next_page"): ("return self._wrapped.has_next_page()",),
 }
 # Prose that only makes sense for the async client (checked after the mechanical rewrites).
 PROSE = (
