@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import subprocess
+import sys
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "tests_latest_aiohttp", "lint", "typecheck"]
+nox.options.sessions = ["tests", "tests_latest_aiohttp", "tests_other_pythons", "lint", "typecheck"]
 
 PACKAGES = ["pacspace_async", "pacspace_sync"]
+
+
+def _other_pythons() -> list[str]:
+    """The oldest supported (3.10) and the newest CPython on this machine, besides nox's own.
+
+    Found on PATH and among pyenv's installs; each is asked its version (a pyenv shim of a
+    version that is not active fails and is skipped). None found: the session is skipped.
+    """
+    candidates = [f"python3.{minor}" for minor in range(10, 20)]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")))
+    found: dict[tuple[int, int], str] = {}
+    for candidate in candidates:
+        try:
+            answer = subprocess.run(
+                [candidate, "-c", "import sys; print(*sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        major, minor = (int(part) for part in answer.stdout.split())
+        if (major, minor) >= (3, 10) and (major, minor) != sys.version_info[:2]:
+            found.setdefault((major, minor), candidate)
+    if not found:
+        return []
+    versions = sorted(found)
+    return [found[version] for version in sorted({versions[0], versions[-1]})]
+
+
+OTHER_PYTHONS = _other_pythons()
 
 
 @nox.session
@@ -24,6 +61,14 @@ def tests_latest_aiohttp(session: nox.Session) -> None:
     session.install("--upgrade", "aiohttp")
     session.run("python", "-c", "import aiohttp; print('aiohttp', aiohttp.__version__)")
     session.run("pytest", "-q", "--ignore=tests/mocked", *session.posargs)
+
+
+@nox.session(python=OTHER_PYTHONS or None)
+def tests_other_pythons(session: nox.Session) -> None:
+    """The tests of `tests_latest_aiohttp` on the oldest supported and the newest Python found."""
+    if not OTHER_PYTHONS:
+        session.skip("no Python >= 3.10 other than nox's own on this machine")
+    tests_latest_aiohttp(session)
 
 
 @nox.session

@@ -13,7 +13,7 @@ import secrets
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["dumps", "loads", "decimal_text"]
+__all__ = ["dumps", "decode", "loads", "decimal_text", "deeper_than", "MAX_DEPTH"]
 
 _TOKEN = secrets.token_hex(8)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -109,7 +109,10 @@ def dumps(value: Any) -> bytes:
         if flat is not None:
             return flat.encode("utf-8")
     found: list[str] = []
-    text = _encoder.encode(_swap(value, found))
+    try:
+        text = _encoder.encode(_swap(value, found))
+    except RecursionError:
+        raise ValueError("the value nests too deeply to be written as JSON") from None
     if found:
         # Each placeholder is a JSON string holding NUL, the per-process token and the number's
         # text; only the placeholders made above can carry the token, so swapping each back by
@@ -119,12 +122,52 @@ def dumps(value: Any) -> bytes:
     return text.encode("utf-8")
 
 
+# No PacSpace answer nests more than a handful of levels. The limit is checked, not left to the
+# interpreter: Python 3.11's decoder raises RecursionError far sooner than 3.13's, which decodes
+# thousands of levels and leaves every recursive reader of the result (redaction, models) to fail.
+MAX_DEPTH = 100
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in `value` nest more than `limit` levels (walked without recursion)."""
+    if not isinstance(value, _CONTAINERS):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, _CONTAINERS):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def decode(data: bytes | str) -> Any:
+    """Strict JSON text → Python; non-integer numbers become Decimal.
+
+    Raises ValueError for anything else: invalid UTF-8 or JSON, NaN/Infinity, or nesting deeper
+    than `MAX_DEPTH`, on every Python version alike.
+    """
+    text = data.decode("utf-8") if isinstance(data, bytes) else data  # UnicodeDecodeError is a ValueError
+    try:
+        value = _decoder.decode(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested more than {MAX_DEPTH} levels deep") from None
+    # Nesting takes brackets: a text with few of them (any emit answer) needs no walk.
+    if text.count("[") + text.count("{") > MAX_DEPTH and deeper_than(value, MAX_DEPTH):
+        raise ValueError(f"JSON nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
 def loads(data: bytes | str) -> Any:
-    """Decode JSON; non-integer numbers become Decimal. Empty or non-JSON input gives None."""
+    """Decode an answer: as `decode`, but empty or unreadable input gives None."""
     if not data:
         return None
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return _decoder.decode(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        return decode(data)
+    except ValueError:
         return None

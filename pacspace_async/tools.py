@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 import attrs
 
+from . import _codec
 from ._errors import ConflictError, ErrorAction, InvalidArgumentError, PacSpaceError
 from .resources._args import CUSTOMER_ID_PATTERN
 from .resources._scope import GRANULARITIES, PERIOD_PATTERN, TIME_PRESETS
@@ -614,14 +615,12 @@ def _parse(arguments: object) -> tuple[object, str | None]:
         if not arguments.strip():
             return {}, None
         try:
-            return json.loads(arguments, parse_float=Decimal, parse_constant=_no_constant), None
+            return _codec.decode(arguments), None
         except ValueError as error:
             return None, f"arguments are not valid JSON: {error}"
     return arguments, None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
 
 
 # --- results ------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 import threading
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
+from . import _codec
 from ._errors import ConfigurationError, InvalidArgumentError, WebhookVerificationError
 
 if TYPE_CHECKING:
@@ -557,17 +557,13 @@ def _decode_envelope(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise WebhookVerificationError("body is not valid UTF-8") from None
     try:
-        # Decimal keeps money exact; NaN/Infinity are not JSON and are refused.
-        value = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
+        # Decimal keeps money exact; NaN/Infinity and absurd nesting are refused.
+        value = _codec.decode(text)
+    except ValueError:
         raise WebhookVerificationError("body is not valid JSON") from None
     if not isinstance(value, dict):
         raise WebhookVerificationError("body must be a JSON object")
     return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError("not JSON")
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}", re.ASCII)

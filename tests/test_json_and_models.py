@@ -12,10 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-try:  # the wire codec; named _json in older trees
-    from pacspace_async import _codec as _json
-except ImportError:  # pragma: no cover
-    from pacspace_async import _json  # type: ignore[no-redef]
+from pacspace_async import _codec
 from pacspace_async._errors import PacSpaceError
 from pacspace_async._models import camel, parse_datetime, structure, to_decimal
 from pacspace_async.models import DeltaRecord, DeltaStatus, ProofVerification, VerificationSummary
@@ -24,7 +21,7 @@ from pacspace_async.models import DeltaRecord, DeltaStatus, ProofVerification, V
 
 
 def test_decimal_sum_is_written_exactly() -> None:
-    assert _json.dumps({"delta": Decimal("0.1") + Decimal("0.2")}) == b'{"delta":0.3}'
+    assert _codec.dumps({"delta": Decimal("0.1") + Decimal("0.2")}) == b'{"delta":0.3}'
 
 
 def test_nested_decimals() -> None:
@@ -33,7 +30,7 @@ def test_nested_decimals() -> None:
         "meta": {"a": [Decimal("0.000001"), 1, "x"], "t": (Decimal("7"),)},
         "plain": 0.5,
     }
-    out = _json.dumps(value)
+    out = _codec.dumps(value)
     assert out == b'{"deltas":[{"delta":-42.50},{"delta":1E+2}],"meta":{"a":[0.000001,1,"x"],"t":[7]},"plain":0.5}'
     assert json.loads(out, parse_float=Decimal) == {
         "deltas": [{"delta": Decimal("-42.50")}, {"delta": Decimal("100")}],
@@ -43,32 +40,32 @@ def test_nested_decimals() -> None:
 
 
 def test_without_decimals_output_is_compact_json() -> None:
-    assert _json.dumps({"a": [1, "b", None, True], "c": {}}) == b'{"a":[1,"b",null,true],"c":{}}'
-    assert _json.dumps({"name": "caf\u00e9"}) == '{"name":"caf\u00e9"}'.encode()
+    assert _codec.dumps({"a": [1, "b", None, True], "c": {}}) == b'{"a":[1,"b",null,true],"c":{}}'
+    assert _codec.dumps({"name": "caf\u00e9"}) == '{"name":"caf\u00e9"}'.encode()
 
 
 @pytest.mark.parametrize("bad", [Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-Infinity")])
 def test_non_finite_decimal_is_refused(bad: Decimal) -> None:
     with pytest.raises(ValueError, match="finite"):
-        _json.dumps({"delta": bad})
+        _codec.dumps({"delta": bad})
 
 
 def test_float_nan_is_refused() -> None:
     with pytest.raises(ValueError):
-        _json.dumps({"x": float("nan")})
+        _codec.dumps({"x": float("nan")})
 
 
 @pytest.mark.parametrize(
     "text", ["\x00deadbeef:1\x00", "\x00" + "0" * 16 + ":1\x00", "\\u0000x:1\\u0000", "\x00:\x00"]
 )
 def test_a_user_string_that_looks_like_a_placeholder_stays_a_string(text: str) -> None:
-    out = _json.dumps({"delta": Decimal("1.5"), "reason": text})
+    out = _codec.dumps({"delta": Decimal("1.5"), "reason": text})
     assert json.loads(out) == {"delta": 1.5, "reason": text}
 
 
 @given(st.decimals(allow_nan=False, allow_infinity=False), st.text())
 def test_dumps_round_trips_decimals_and_strings(amount: Decimal, text: str) -> None:
-    out = _json.dumps({"delta": amount, "reason": text, "items": [amount, text]})
+    out = _codec.dumps({"delta": amount, "reason": text, "items": [amount, text]})
     decoded = json.loads(out, parse_float=Decimal, parse_int=Decimal)
     assert decoded["reason"] == text
     assert decoded["items"][1] == text
@@ -80,23 +77,23 @@ def test_dumps_round_trips_decimals_and_strings(amount: Decimal, text: str) -> N
 
 
 def test_loads_decimal_for_fractions_and_int_for_integers() -> None:
-    value = _json.loads(b'{"delta": -42.50, "count": 3, "big": 1e2, "nested": [0.1]}')
+    value = _codec.loads(b'{"delta": -42.50, "count": 3, "big": 1e2, "nested": [0.1]}')
     assert value == {"delta": Decimal("-42.50"), "count": 3, "big": Decimal("1E+2"), "nested": [Decimal("0.1")]}
     assert type(value["delta"]) is Decimal
     assert type(value["count"]) is int
     assert type(value["nested"][0]) is Decimal
-    assert _json.loads('{"a": 1}') == {"a": 1}
+    assert _codec.loads('{"a": 1}') == {"a": 1}
 
 
 @pytest.mark.parametrize("data", [b"", "", b"{not json", b"\xff\xfe", "<html>502</html>", b'{"a": 1'])
 def test_loads_empty_or_invalid_gives_none(data: bytes | str) -> None:
-    assert _json.loads(data) is None
+    assert _codec.loads(data) is None
 
 
 @pytest.mark.parametrize("data", [b"NaN", b'{"delta": NaN}', b'{"delta": -Infinity}'])
 def test_loads_rejects_non_json_constants(data: bytes) -> None:
     # Regression: json's default parse_constant used to turn these into floats.
-    assert _json.loads(data) is None
+    assert _codec.loads(data) is None
 
 
 # --- models -------------------------------------------------------------------------------
@@ -111,6 +108,30 @@ WIRE_DELTA: dict[str, Any] = {
     "referenceId": "inv_1",
     "unknownField": 1,
 }
+
+
+def test_nesting_is_limited_alike_on_every_python() -> None:
+    # 3.11's decoder raised RecursionError at ~1,000 levels, 3.13's decodes far deeper and left
+    # every recursive reader of the result to fail: the limit is the codec's own now.
+    limit = _codec.MAX_DEPTH
+    assert _codec.decode(b"[" * limit + b"]" * limit) is not None
+    for deep in (b"[" * (limit + 1) + b"]" * (limit + 1), b'{"a":' * 5000 + b"1" + b"}" * 5000):
+        with pytest.raises(ValueError, match="nested more than"):
+            _codec.decode(deep)
+        assert _codec.loads(deep) is None
+    # Wide is not deep: many brackets side by side are walked and accepted.
+    assert len(_codec.decode(b"[" + b",".join([b"[[1]]"] * 500) + b"]")) == 500
+    assert _codec.deeper_than({"a": [{"b": 1}]}, 2) is True
+    assert _codec.deeper_than({"a": [{"b": 1}]}, 3) is False
+    assert _codec.deeper_than("text", 0) is False
+
+
+def test_dumps_of_absurd_nesting_is_a_value_error() -> None:
+    nested: list[Any] = []
+    for _ in range(5000):
+        nested = [nested, Decimal("1.5")]
+    with pytest.raises(ValueError, match="nests too deeply"):
+        _codec.dumps({"metadata": nested})
 
 
 def test_camel() -> None:

@@ -26,6 +26,7 @@ __all__ = [
 
 CUSTOMER_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
 MAX_DELTA = Decimal(1_000_000_000)
+METADATA_DEPTH = _codec.MAX_DEPTH - 10
 
 
 def text_arg(name: str, value: object, *, max_length: int | None = None) -> str:
@@ -63,6 +64,9 @@ def mapping_arg(name: str, value: object) -> dict[str, Any] | None:
         return None
     if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
         raise InvalidArgumentError(f"{name} must be a mapping with string keys")
+    # The answer echoes it inside its own envelope; past the limit that answer could not be read.
+    if _codec.deeper_than(dict(value), METADATA_DEPTH):
+        raise InvalidArgumentError(f"{name} must not nest more than {METADATA_DEPTH} levels deep")
     try:
         _codec.dumps(value)
     except (TypeError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from decimal import Decimal
 from typing import Any
@@ -138,6 +139,12 @@ BAD_ARGUMENTS: list[tuple[str, Any, str]] = [
     ("pacspace_emit_delta", ["cust_agent", "-1"], "arguments must be a JSON object"),
     ("pacspace_emit_delta", '{"customer_id": ', "arguments are not valid JSON"),
     ("pacspace_emit_delta", '{"customer_id": "c", "delta": NaN}', "arguments are not valid JSON"),
+    ("pacspace_emit_delta", '{"metadata": ' + "[" * 5000 + "]" * 5000 + "}", "arguments are not valid JSON"),
+    (
+        "pacspace_emit_delta",
+        {**EMIT, "metadata": functools.reduce(lambda inner, _: {"x": inner}, range(200), {})},
+        "metadata must not nest more than 90 levels",
+    ),
     ("pacspace_emit", EMIT, "unknown tool 'pacspace_emit'"),
 ]
 
