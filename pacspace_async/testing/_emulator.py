@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import decimal
 import hashlib
 import hmac
 import logging
@@ -24,7 +25,7 @@ from aiohttp import web
 from .._environments import Environment
 from ._deliveries import Dispatcher, WebhookDeliveryRecord
 from ._faults import Decision, FaultPlan, Faults
-from ._merkle import canonical_json, require_keccak
+from ._merkle import EXACT, canonical_json, require_keccak
 from ._state import (
     PERMISSIONS,
     SCOPE_LIMITS,
@@ -122,6 +123,7 @@ class _Trace:
 
     key_id: str | None = None
     replayed: bool = False
+    slowed: bool = False  # a "slow" fault already waited (where a write would happen)
 
 
 def _wait_headers(seconds: float) -> dict[str, str]:
@@ -202,6 +204,7 @@ class Emulator:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._timers: dict[DeltaState | CheckpointState, list[asyncio.TimerHandle]] = {}
         self._unsettled: dict[DeltaState | CheckpointState, None] = {}
+        self._closing = False  # set by aclose(): requests still finishing schedule nothing more
         self._dispatcher = Dispatcher(
             ids=self._ids, clock=clock, retry_delays=webhook_retry_delays, timeout=webhook_timeout
         )
@@ -223,6 +226,7 @@ class Emulator:
             raise RuntimeError("this Emulator is already running")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._closing = False
         try:
             for environment in Environment:
                 app = web.Application()
@@ -242,14 +246,18 @@ class Emulator:
 
     async def aclose(self) -> None:
         """Stop serving; pending verifications and webhook deliveries are dropped. Idempotent."""
+        # Serving stops first: a request still finishing during the cleanup would otherwise
+        # schedule a verification (and its webhook) after the timers were cancelled.
+        self._closing = True
+        runners, self._runners = self._runners, []
+        for runner in runners:
+            await runner.cleanup()
         for handles in self._timers.values():
             for handle in handles:
                 handle.cancel()
         self._timers.clear()
+        self._unsettled.clear()
         await self._dispatcher.aclose()
-        runners, self._runners = self._runners, []
-        for runner in runners:
-            await runner.cleanup()
         self._urls.clear()
 
     async def __aenter__(self) -> Emulator:
@@ -533,6 +541,8 @@ class Emulator:
         return now_utc(self._clock)
 
     def _schedule(self, item: DeltaState | CheckpointState) -> None:
+        if self._closing:
+            return
         delay = self.verify_delay
         if delay is None:
             self._unsettled[item] = None
@@ -618,12 +628,16 @@ class Emulator:
         if fault == "drop_before_write":
             return self._drop(request, environment, trace, fault)
         try:
-            reply = await self._process(request, environment, route, raw, idempotency_key, decision, trace)
+            with decimal.localcontext(EXACT):  # this request's task only: sums are exact
+                reply = await self._process(request, environment, route, raw, idempotency_key, decision, trace)
         except ApiError as error:
             reply = error.reply()
         except Exception as exc:  # an emulator bug: answer 500 and say so
             logger.exception("emulator error on %s %s", request.method, request.path)
             reply = ApiError(500, "EMULATOR_ERROR", f"emulator error: {type(exc).__name__}: {exc}").reply()
+        if fault == "slow" and not trace.slowed:  # a replay, a 202/409 or an early error: late too
+            assert decision is not None
+            await asyncio.sleep(decision.seconds)
         if fault == "drop_after_write":
             return self._drop(request, environment, trace, fault)
         self._log(request, environment, reply.status, trace, fault)
@@ -723,6 +737,8 @@ class Emulator:
             ledger.idempotency[idempotency_key] = entry
         try:
             if decision is not None and decision.kind == "slow":
+                # Here, after the key is taken and before the write: a retry meanwhile sees 202.
+                trace.slowed = True
                 await asyncio.sleep(decision.seconds)
             call = _Call(
                 environment=environment,
@@ -855,7 +871,7 @@ class Emulator:
             raise ApiError(400, "BATCH_TOO_LARGE", f"at most 100 deltas per batch, got {len(items)}")
         results: list[dict[str, Any] | None] = [None] * len(items)
         accepted: list[tuple[int, DeltaItem]] = []
-        seen: dict[tuple[str, str], int] = {}
+        seen: dict[tuple[str, str], tuple[int, str]] = {}  # (customer, reference) -> first index, content
         for index, raw in enumerate(items):
             try:
                 item = DeltaItem.parse(raw)
@@ -863,13 +879,25 @@ class Emulator:
             except ApiError as error:
                 results[index] = {"index": index, "status": "FAILED", "error": error.code, "message": error.message}
                 continue
+            reference = None if item.reference_id is None else (item.customer_id, item.reference_id)
             if found is not None:
                 results[index] = {**_batch_row(index, found), "idempotent": True}
-            elif item.reference_id is not None and (item.customer_id, item.reference_id) in seen:
-                results[index] = {"duplicateOf": seen[(item.customer_id, item.reference_id)]}  # filled in below
+            elif reference is not None and reference in seen:
+                first, content = seen[reference]
+                if content == canonical_json(item.content()):
+                    results[index] = {"duplicateOf": first}  # filled in below
+                else:  # as a second emit with this reference would be: 409, here a failed row
+                    results[index] = {
+                        "index": index,
+                        "customerId": item.customer_id,
+                        "status": "FAILED",
+                        "error": "DUPLICATE_REFERENCE_ID",
+                        "message": f"referenceId {item.reference_id!r} appears earlier in this batch "
+                        "with different content",
+                    }
             else:
-                if item.reference_id is not None:
-                    seen[(item.customer_id, item.reference_id)] = index
+                if reference is not None:
+                    seen[reference] = (index, canonical_json(item.content()))
                 accepted.append((index, item))
         waits = self._cadence_waits(call.ledger, {item.customer_id for _, item in accepted})
         blocked = [(i, item) for i, item in accepted if item.customer_id in waits]

@@ -17,6 +17,7 @@ so ``import pacspace_async`` never needs it.
 
 from __future__ import annotations
 
+import decimal
 import importlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -83,6 +84,11 @@ def from_hex(text: str) -> bytes:
     return bytes.fromhex(text[2:])
 
 
+# Money is never rounded: sums and normal forms use as many digits as the numbers have (the
+# default context keeps 28 and would round, and then hash, a longer amount).
+EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
 def number_text(value: Decimal | int) -> str:
     """A JSON number with no exponent and no trailing zeros: ``-42.50`` → ``-42.5``."""
     if isinstance(value, bool):
@@ -93,7 +99,7 @@ def number_text(value: Decimal | int) -> str:
         raise ValueError(f"{value} is not a finite number")
     if value == value.to_integral_value():
         return str(int(value))
-    return format(value.normalize(), "f")
+    return format(value.normalize(EXACT), "f")
 
 
 def _encode(value: Any, out: list[str], sort_keys: bool, default: Callable[[Any], Any] | None) -> None:

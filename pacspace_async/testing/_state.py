@@ -6,6 +6,7 @@ the ``data`` of an answer, or raises `ApiError`. The HTTP glue lives in `_emulat
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -417,7 +418,8 @@ class DeltaState:
             delta=self.delta,
             reason=self.item.reason,
             reference_id=self.item.reference_id,
-            metadata=None if self.item.metadata is None else MappingProxyType(dict(self.item.metadata)),
+            # A deep copy: a test changing a nested value must not change what the emulator holds.
+            metadata=None if self.item.metadata is None else MappingProxyType(copy.deepcopy(dict(self.item.metadata))),
             status=self.status,
             sequence_number=self.sequence_number,
             content_hash=to_hex(self.content_hash),
@@ -456,9 +458,13 @@ class Scope:
     period: str | None = None
     after_sequence: int | None = None
     starting_balance: Decimal = _ZERO
+    # Record ids already in `starting_balance` (a checkpoint's closing balance).
+    excluded: frozenset[str] = frozenset()
 
     def contains(self, delta: DeltaState) -> bool:
         if self.after_sequence is not None and delta.sequence_number <= self.after_sequence:
+            return False
+        if delta.record_id in self.excluded:
             return False
         if self.start is not None and delta.created_at < self.start:
             return False
@@ -552,6 +558,9 @@ class CheckpointState:
     proof_root: bytes
     closing_balances: Mapping[str, Decimal]
     created_at: datetime
+    # The record ids summed into `closing_balances`: a derive from this checkpoint adds every
+    # other delta of the customer (later ones, and those still pending when it was taken).
+    counted: frozenset[str] = frozenset()
     status: str = QUEUED
     verified_at: datetime | None = None
     verification_reference: str | None = None
@@ -774,9 +783,10 @@ class Ledger:
                 customer_id
             ):
                 return Scope(
-                    checkpoint.scope.end,
+                    None,
                     None,
                     starting_balance=checkpoint.closing_balances.get(customer_id, _ZERO),
+                    excluded=checkpoint.counted,
                 )
         raise ApiError(404, "CHECKPOINT_NOT_FOUND", f"no checkpoint {start_point} covers customer {customer_id}")
 
@@ -871,13 +881,11 @@ class Ledger:
         if found is not None and found.proof_root == root:
             return found, False
         customers = {customer_id} if customer_id is not None else {d.customer_id for d in included}
-        closing = {
-            name: sum(
-                (d.delta for d in self.by_customer.get(name, ()) if d.status == VERIFIED and d.created_at < scope.end),
-                _ZERO,
-            )
+        counted_by = {
+            name: [d for d in self.by_customer.get(name, ()) if d.status == VERIFIED and d.created_at < scope.end]
             for name in customers
         }
+        closing = {name: sum((d.delta for d in deltas), _ZERO) for name, deltas in counted_by.items()}
         checkpoint = CheckpointState(
             checkpoint_id=self.ids.new("chk"),
             environment=self.environment,
@@ -889,6 +897,7 @@ class Ledger:
             proof_root=root,
             closing_balances=closing,
             created_at=now,
+            counted=frozenset(d.record_id for deltas in counted_by.values() for d in deltas),
         )
         self.checkpoints[checkpoint.checkpoint_id] = checkpoint
         self.checkpoint_by_scope[scope_key] = checkpoint
