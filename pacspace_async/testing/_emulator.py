@@ -805,7 +805,7 @@ class Emulator:
         rate = self.rate_limit
         if rate is None:
             return
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()  # the loop's clock, as README says
         capacity = max(1.0, rate)
         tokens, last = self._buckets.get(key.key_id, (capacity, now))
         tokens = min(capacity, tokens + (now - last) * rate)
@@ -823,7 +823,7 @@ class Emulator:
 
     def _cadence_waits(self, ledger: Ledger, customers: Iterable[str]) -> dict[str, float]:
         """Seconds each customer must still wait before its next write (absent: may write)."""
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         waits = {}
         for customer in customers:
             wait = ledger.cadence_wait(customer, now, self.cadence_seconds)
@@ -859,7 +859,7 @@ class Emulator:
             )
         self._check_allowance(call.ledger, 1)
         (delta,) = call.ledger.record([item], call.now, call.idempotency_key)
-        call.ledger.last_emit[item.customer_id] = time.monotonic()
+        call.ledger.last_emit[item.customer_id] = asyncio.get_running_loop().time()
         self._schedule(delta)
         return Reply.ok(delta.wire(), 201)
 
@@ -914,7 +914,7 @@ class Emulator:
         if accepted:
             self._check_allowance(call.ledger, len(accepted))
             recorded = call.ledger.record([item for _, item in accepted], call.now, call.idempotency_key)
-            moment = time.monotonic()
+            moment = asyncio.get_running_loop().time()
             for (index, _), delta in zip(accepted, recorded, strict=True):
                 results[index] = _batch_row(index, delta)
                 call.ledger.last_emit[delta.customer_id] = moment
