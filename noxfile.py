@@ -16,28 +16,30 @@ PACKAGES = ["pacspace_async", "pacspace_sync"]
 
 
 def _other_pythons() -> list[str]:
-    """The oldest supported (3.10) and the newest CPython on this machine, besides nox's own.
+    """The oldest supported (>= 3.10) and the newest released Python on this machine, besides nox's own.
 
     Found on PATH and among pyenv's installs; each is asked its version (a pyenv shim of a
     version that is not active fails and is skipped). None found: the session is skipped.
     """
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     candidates = [f"python3.{minor}" for minor in range(10, 20)]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")))
+    candidates += sorted(glob.glob(os.path.join(pyenv, "versions", "3.*", "bin", "python3")))
     found: dict[tuple[int, int], str] = {}
     for candidate in candidates:
         try:
             answer = subprocess.run(
-                [candidate, "-c", "import sys; print(*sys.version_info[:2])"],
+                [candidate, "-c", "import sys; print(*sys.version_info[:2], sys.version_info.releaselevel)"],
                 capture_output=True,
                 text=True,
-                timeout=10,
+                timeout=5,
                 check=True,
             )
-        except (OSError, subprocess.SubprocessError):
+            major_text, minor_text, level = answer.stdout.split()
+            version = (int(major_text), int(minor_text))
+        except (OSError, subprocess.SubprocessError, ValueError):  # absent, broken, or odd output
             continue
-        major, minor = (int(part) for part in answer.stdout.split())
-        if (major, minor) >= (3, 10) and (major, minor) != sys.version_info[:2]:
-            found.setdefault((major, minor), candidate)
+        if level == "final" and version >= (3, 10) and version != sys.version_info[:2]:
+            found.setdefault(version, candidate)
     if not found:
         return []
     versions = sorted(found)

@@ -298,10 +298,12 @@ class Portal:
             self._loop = None
             self._thread = None
         try:
+            # Calls already in the loop finish first, on open pools (closing the pools first
+            # failed them with a dropped connection); then the client closes; then the loop ends
+            # and the thread with it.
+            portal.start_task_soon(self._drain).result()
             portal.start_task_soon(final).result()
         finally:
-            # Calls already in the loop finish first; then the loop ends and the thread with it.
-            portal.start_task_soon(self._drain).result()
             portal.start_task_soon(portal.stop).result()
             thread.join()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import decimal
 import hashlib
 import hmac
 import logging
@@ -25,7 +24,7 @@ from aiohttp import web
 from .._environments import Environment
 from ._deliveries import Dispatcher, WebhookDeliveryRecord
 from ._faults import Decision, FaultPlan, Faults
-from ._merkle import EXACT, canonical_json, require_keccak
+from ._merkle import canonical_json, require_keccak
 from ._state import (
     PERMISSIONS,
     SCOPE_LIMITS,
@@ -252,11 +251,13 @@ class Emulator:
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()
-        for handles in self._timers.values():
+        # What was still on its way to a final status stays pending: settle() finishes it later
+        # (after close, without webhooks: there is nobody to deliver them).
+        for item, handles in self._timers.items():
             for handle in handles:
                 handle.cancel()
+            self._unsettled[item] = None
         self._timers.clear()
-        self._unsettled.clear()
         await self._dispatcher.aclose()
         self._urls.clear()
 
@@ -541,7 +542,8 @@ class Emulator:
         return now_utc(self._clock)
 
     def _schedule(self, item: DeltaState | CheckpointState) -> None:
-        if self._closing:
+        if self._closing:  # no timers any more: pending until settle()
+            self._unsettled[item] = None
             return
         delay = self.verify_delay
         if delay is None:
@@ -562,10 +564,11 @@ class Emulator:
         self._unsettled.pop(item, None)
         ledger = self._ledgers[item.environment]
         now = self._now()
+        publish = self._dispatcher.publish if not self._closing else (lambda *_: None)
         if isinstance(item, CheckpointState):
             if item.status != "VERIFIED":
                 ledger.mark_checkpoint_verified(item, now)
-                self._dispatcher.publish(item.environment, "checkpoint.verified", item.verified_event())
+                publish(item.environment, "checkpoint.verified", item.verified_event())
             return
         if item.final:
             return
@@ -573,10 +576,10 @@ class Emulator:
         error = self._failure(item)
         if error is None:
             ledger.mark_verified(item, now)
-            self._dispatcher.publish(item.environment, "delta.verified", item.verified_event())
+            publish(item.environment, "delta.verified", item.verified_event())
         else:
             ledger.mark_failed(item, now, error)
-            self._dispatcher.publish(item.environment, "delta.failed", item.failed_event())
+            publish(item.environment, "delta.failed", item.failed_event())
 
     def _failure(self, delta: DeltaState) -> str | None:
         rule = self.fail_rule
@@ -628,8 +631,7 @@ class Emulator:
         if fault == "drop_before_write":
             return self._drop(request, environment, trace, fault)
         try:
-            with decimal.localcontext(EXACT):  # this request's task only: sums are exact
-                reply = await self._process(request, environment, route, raw, idempotency_key, decision, trace)
+            reply = await self._process(request, environment, route, raw, idempotency_key, decision, trace)
         except ApiError as error:
             reply = error.reply()
         except Exception as exc:  # an emulator bug: answer 500 and say so

@@ -7,6 +7,7 @@ the ``data`` of an answer, or raises `ApiError`. The HTTP glue lives in `_emulat
 from __future__ import annotations
 
 import copy
+import decimal
 import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ import attrs
 
 from .._environments import Environment
 from ._merkle import (
+    EXACT,
     ZERO_HASH,
     canonical_json,
     chain_proof,
@@ -60,6 +62,16 @@ _CUSTOMER_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
 _PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _MAX_DELTA = Decimal(1_000_000_000)
 _ZERO = Decimal(0)
+
+
+def exact_sum(values: Iterable[Decimal], start: Decimal = _ZERO) -> Decimal:
+    """`start` plus `values`, never rounded (the default context keeps 28 digits).
+
+    Exact only here, not for a whole request: a wider context set on the request's task would
+    be copied into the timers and tasks it starts, and into a user's `fail_rule`.
+    """
+    with decimal.localcontext(EXACT):
+        return sum(values, start)
 
 
 class Ids:
@@ -573,7 +585,7 @@ class CheckpointState:
             **self.scope.wire(),
             "proofRoot": to_hex(self.proof_root),
             "deltaCount": len(self.deltas),
-            "netChange": sum((d.delta for d in self.deltas), _ZERO),
+            "netChange": exact_sum(d.delta for d in self.deltas),
             "createdAt": iso(self.created_at),
         }
         if self.mode is not None:
@@ -771,9 +783,8 @@ class Ledger:
             anchor = self.deltas.get(start_point)
             if anchor is None or anchor.customer_id != customer_id:
                 raise ApiError(404, "CHECKPOINT_NOT_FOUND", f"no record {start_point} for customer {customer_id}")
-            through = sum(
-                (d.delta for d in history if d.sequence_number <= anchor.sequence_number and d.status != FAILED),
-                _ZERO,
+            through = exact_sum(
+                d.delta for d in history if d.sequence_number <= anchor.sequence_number and d.status != FAILED
             )
             return Scope(None, None, after_sequence=anchor.sequence_number, starting_balance=through)
         if kind not in ("proofRoot", "itemsRoot", "checkpointId"):
@@ -801,7 +812,7 @@ class Ledger:
         limit = int_value(query, "limit", 100, lowest=1, highest=1000)
         offset = int_value(query, "offset", 0, lowest=0, highest=None)
         selected = [d for d in history if scope.contains(d) and d.status != FAILED]
-        balance = starting + sum((d.delta for d in selected), _ZERO)
+        balance = exact_sum((d.delta for d in selected), starting)
         data: dict[str, Any] = {
             "customerId": customer_id,
             "computedBalance": balance,
@@ -819,7 +830,7 @@ class Ledger:
                 buckets.setdefault(_bucket(d.created_at, granularity), []).append(d)
             data["granularity"] = granularity
             data["breakdown"] = [
-                {"bucket": name, "netChange": sum((d.delta for d in items), _ZERO), "deltasCount": len(items)}
+                {"bucket": name, "netChange": exact_sum(d.delta for d in items), "deltasCount": len(items)}
                 for name, items in buckets.items()
             ]
         return data
@@ -837,8 +848,8 @@ class Ledger:
             "theirBalance": theirs,
             "matchesYours": yours == neutral,
             "matchesTheirs": theirs == neutral,
-            "yourDifference": yours - neutral,
-            "theirDifference": theirs - neutral,
+            "yourDifference": exact_sum((yours, neutral.copy_negate())),
+            "theirDifference": exact_sum((theirs, neutral.copy_negate())),
             "deltasCount": derived["deltasCount"],
             **{name: derived[name] for name in ("period", "startDate", "endDate") if name in derived},
         }
@@ -885,7 +896,7 @@ class Ledger:
             name: [d for d in self.by_customer.get(name, ()) if d.status == VERIFIED and d.created_at < scope.end]
             for name in customers
         }
-        closing = {name: sum((d.delta for d in deltas), _ZERO) for name, deltas in counted_by.items()}
+        closing = {name: exact_sum(d.delta for d in deltas) for name, deltas in counted_by.items()}
         checkpoint = CheckpointState(
             checkpoint_id=self.ids.new("chk"),
             environment=self.environment,
@@ -947,8 +958,8 @@ class Ledger:
         assert scope.start is not None
         verified = [d for d in history if d.status == VERIFIED]
         included = tuple(d for d in verified if scope.contains(d))
-        starting = sum((d.delta for d in verified if d.created_at < scope.start), _ZERO)
-        final = starting + sum((d.delta for d in included), _ZERO)
+        starting = exact_sum(d.delta for d in verified if d.created_at < scope.start)
+        final = exact_sum((d.delta for d in included), starting)
         root = merkle_root(d.content_hash for d in included)
         root_hex = to_hex(root)
         tag = keccak256(f"{self.environment.value}|{customer_id}|{scope.start}|{scope.end}|{root_hex}".encode())
@@ -1022,7 +1033,7 @@ class Ledger:
             "message": message,
             "summary": {
                 "recordCount": len(deltas),
-                "netChange": sum((d.delta for d in deltas), _ZERO),
+                "netChange": exact_sum(d.delta for d in deltas),
                 "firstRecordAt": iso(min(times)) if times else None,
                 "lastRecordAt": iso(max(times)) if times else None,
             },
@@ -1096,7 +1107,7 @@ class Ledger:
                 keccak256(f"pacspace:ledger:v1:{self.environment.value}:{customer_id}".encode())
             ),
             "totalDeltas": len(history),
-            "computedBalance": sum((d.delta for d in history if d.status != FAILED), _ZERO),
+            "computedBalance": exact_sum(d.delta for d in history if d.status != FAILED),
             "firstDeltaAt": iso(history[0].created_at),
             "lastDeltaAt": iso(history[-1].created_at),
         }
@@ -1132,7 +1143,7 @@ class Ledger:
             "verifiedDeltas": by_status[VERIFIED],
             "pendingDeltas": by_status[QUEUED] + by_status[PROCESSING],
             "failedDeltas": by_status[FAILED],
-            "netBalance": sum((d.delta for d in deltas if d.status != FAILED), _ZERO),
+            "netBalance": exact_sum(d.delta for d in deltas if d.status != FAILED),
             "checkpoints": len(self.checkpoints),
             "verificationHealth": {
                 "verifiedRatio": (by_status[VERIFIED] / len(deltas)) if deltas else 1.0,

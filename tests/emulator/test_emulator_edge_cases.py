@@ -83,7 +83,11 @@ async def test_closing_mid_request_leaves_no_verification_and_no_webhook_behind(
             response.release()
         await asyncio.sleep(0.1)  # past verify_delay: nothing may fire now
         assert hits == []
-        assert [d.status for d in emu.deltas()] == ["QUEUED"]  # recorded, never verified after close
+        assert [d.status for d in emu.deltas()] == ["QUEUED"]  # recorded, not verified by a timer
+        emu.settle()  # still finishes it, as at any time; no webhook goes out after close
+        assert [d.status for d in emu.deltas()] == ["VERIFIED"]
+        await asyncio.sleep(0.05)
+        assert hits == []
     finally:
         await runner.cleanup()
 
@@ -115,3 +119,27 @@ async def test_a_slow_fault_delays_a_replay_too() -> None:
         assert time.monotonic() - started >= 0.2
         assert again.record_id == first.record_id
         assert emu.requests[-1].fault == "slow"
+
+
+async def test_a_fail_rule_runs_under_the_callers_decimal_context() -> None:
+    # Regression: an exact (unbounded) context set for a whole request leaked into the
+    # verification timer, where `delta / 3` raised MemoryError and failed the delta.
+    def rule(delta: dict[str, object]) -> bool:
+        amount = delta["delta"]
+        assert isinstance(amount, Decimal)
+        return amount / 3 < -10
+
+    async with Emulator(verify_delay=0.01, fail_rule=rule) as emu, emu.client() as pac:
+        record = await pac.balance.emit(customer_id="c1", delta=Decimal("-1"), reason="usage")
+        final = await pac.balance.wait_for_verified(record.record_id, timeout=5, poll_interval=0.01)
+        assert final.status == "VERIFIED"
+
+
+async def test_settle_after_close_finishes_what_was_pending() -> None:
+    emu = Emulator(verify_delay=None)
+    await emu.start()
+    async with emu.client() as pac:
+        await pac.balance.emit(customer_id="c1", delta=1, reason="x")
+    await emu.aclose()
+    emu.settle()
+    assert [d.status for d in emu.deltas()] == ["VERIFIED"]

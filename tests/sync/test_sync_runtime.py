@@ -290,3 +290,30 @@ def test_the_loop_thread_never_holds_up_interpreter_exit() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=15, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "APIConnectionError"
+
+
+def test_a_call_in_flight_in_another_thread_finishes_before_close_closes_the_pools() -> None:
+    from pacspace_async.testing import Emulator
+
+    with Emulator(verify_delay=None) as emu:
+        pac = PacSpace(emu.create_key(), base_urls=emu.base_urls, max_retries=0)
+        pac.balance.emit(customer_id="warm", delta=Decimal(1), reason="usage")  # a pooled connection
+        emu.inject("slow", path="/api/v1/balance/delta", seconds=0.3)
+        outcome: list[object] = []
+        started = threading.Event()
+
+        def emit() -> None:
+            started.set()
+            try:
+                outcome.append(pac.balance.emit(customer_id="c1", delta=Decimal(1), reason="usage").status)
+            except BaseException as error:  # whatever comes out is the outcome
+                outcome.append(error)
+
+        worker = threading.Thread(target=emit)
+        worker.start()
+        started.wait()
+        threading.Event().wait(0.1)  # the emit is now inside its 0.3 s slow answer
+        pac.close()
+        worker.join()
+        assert outcome == ["QUEUED"]
+        assert len(emu.deltas("c1")) == 1
