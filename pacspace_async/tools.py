@@ -621,8 +621,6 @@ def _parse(arguments: object) -> tuple[object, str | None]:
     return arguments, None
 
 
-
-
 # --- results ------------------------------------------------------------------------------------
 
 _NEXT_STEP: Mapping[ErrorAction, str] = {
