@@ -198,6 +198,7 @@ async def test_an_unclosed_client_only_warns_when_collected(loopback: Make) -> N
     worker = threading.Thread(target=pac.balance.emit, kwargs=EMIT)
     worker.start()
     await asyncio.to_thread(worker.join)
+
     # A result reaches the caller before the loop has finished the call's task, whose done
     # callback still holds the portal for a moment: wait for it, or nothing is collected yet.
     def bookkeeping_done(tasks: dict[Any, Any]) -> None:  # the dict only: the portal must be collectable
