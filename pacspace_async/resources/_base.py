@@ -70,7 +70,6 @@ class AsyncAPIResource:
         timeout: float | None,
         max_retries: int | None,
         extra_headers: Mapping[str, str] | None,
-        deadline: float | None = None,
     ) -> Coroutine[Any, Any, APIResponse]:
         """A POST with its idempotency key: the caller's, else from `reference`, else fresh."""
         key = self._requester.idempotency.for_call(
@@ -84,7 +83,6 @@ class AsyncAPIResource:
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
-            deadline=deadline,
         )
 
     def _paginate(

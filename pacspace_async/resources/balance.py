@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -121,34 +121,18 @@ class AsyncBalance(AsyncAPIResource):
             metadata=metadata,
             adjusts=adjusts,
         )
-        response = await self._post_delta(
-            body, idempotency_key=idempotency_key, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
-        )
-        return structure(response.data, DeltaRecord, of=response)
-
-    def _post_delta(
-        self,
-        body: dict[str, Any],
-        *,
-        idempotency_key: str | None,
-        timeout: float | None,
-        max_retries: int | None,
-        extra_headers: Mapping[str, str] | None,
-        deadline: float | None = None,
-    ) -> Coroutine[Any, Any, APIResponse]:
-        """The request of one checked delta body (a plain function: no frame of its own to resume)."""
-        return self._post(
+        response = await self._post(
             "/api/v1/balance/delta",
             body=body,
             operation="balance.delta",
             idempotency_key=idempotency_key,
-            reference=body.get("referenceId"),
+            reference=reference_id,
             scope=body["customerId"],
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
-            deadline=deadline,
         )
+        return structure(response.data, DeltaRecord, of=response)
 
     async def emit_batch(
         self,
@@ -335,25 +319,23 @@ class AsyncBalance(AsyncAPIResource):
         """
         seconds_arg("timeout", timeout)  # refused before the write, not after it
         seconds_arg("poll_interval", poll_interval)
-        clock = self._requester.settings.clock
+        settings = self._requester.settings
+        clock = settings.clock
         started = clock.monotonic()
-        body = delta_body(
+        # The emit runs on a copy whose deadline is this call's `timeout` (as `with_options`
+        # copies do): retries and 202 waits included, it cannot outlast the whole call.
+        bounded = AsyncBalance(self._requester.with_settings(deadline=min(settings.deadline, timeout)))
+        record = await bounded.emit(
             customer_id=customer_id,
             delta=delta,
             reason=reason,
             reference_id=reference_id,
             metadata=metadata,
             adjusts=adjusts,
-        )
-        response = await self._post_delta(
-            body,
             idempotency_key=idempotency_key,
-            timeout=None,
             max_retries=max_retries,
             extra_headers=extra_headers,
-            deadline=timeout,
         )
-        record = structure(response.data, DeltaRecord, of=response)
         if record.is_final:
             return record
         remaining = max(timeout - (clock.monotonic() - started), 1e-3)

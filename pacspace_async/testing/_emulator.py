@@ -125,6 +125,11 @@ class _Trace:
     slowed: bool = False  # a "slow" fault already waited (where a write would happen)
 
 
+def _loop_time() -> float:
+    """The clock of rate and cadence windows: the event loop's, as the README says."""
+    return asyncio.get_running_loop().time()
+
+
 def _wait_headers(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
 
@@ -807,7 +812,7 @@ class Emulator:
         rate = self.rate_limit
         if rate is None:
             return
-        now = asyncio.get_running_loop().time()  # the loop's clock, as README says
+        now = _loop_time()
         capacity = max(1.0, rate)
         tokens, last = self._buckets.get(key.key_id, (capacity, now))
         tokens = min(capacity, tokens + (now - last) * rate)
@@ -825,7 +830,7 @@ class Emulator:
 
     def _cadence_waits(self, ledger: Ledger, customers: Iterable[str]) -> dict[str, float]:
         """Seconds each customer must still wait before its next write (absent: may write)."""
-        now = asyncio.get_running_loop().time()
+        now = _loop_time()
         waits = {}
         for customer in customers:
             wait = ledger.cadence_wait(customer, now, self.cadence_seconds)
@@ -861,7 +866,7 @@ class Emulator:
             )
         self._check_allowance(call.ledger, 1)
         (delta,) = call.ledger.record([item], call.now, call.idempotency_key)
-        call.ledger.last_emit[item.customer_id] = asyncio.get_running_loop().time()
+        call.ledger.last_emit[item.customer_id] = _loop_time()
         self._schedule(delta)
         return Reply.ok(delta.wire(), 201)
 
@@ -916,7 +921,7 @@ class Emulator:
         if accepted:
             self._check_allowance(call.ledger, len(accepted))
             recorded = call.ledger.record([item for _, item in accepted], call.now, call.idempotency_key)
-            moment = asyncio.get_running_loop().time()
+            moment = _loop_time()
             for (index, _), delta in zip(accepted, recorded, strict=True):
                 results[index] = _batch_row(index, delta)
                 call.ledger.last_emit[delta.customer_id] = moment
