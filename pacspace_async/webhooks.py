@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import re
 import threading
@@ -69,13 +70,14 @@ def signature_header(secret: str, timestamp: str | int, body: bytes | str) -> st
     """The ``X-PacSpace-Signature`` value PacSpace sends for this timestamp and raw body.
 
     For testing your own receiver (and for the emulator). The secret is used as UTF-8 text,
-    ``whsec_`` prefix included, never base64-decoded.
+    ``whsec_`` prefix included, never base64-decoded; surrounding whitespace is dropped, as
+    :class:`WebhookVerifier` does, so the two agree on a secret read from a file.
 
     >>> signature_header("whsec_test_secret_1", 1739270400, b"{}")[:3]
     'v1='
     """
     body_bytes = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-    return "v1=" + _digest(secret.encode("utf-8"), str(timestamp), body_bytes)
+    return "v1=" + _digest(secret.strip().encode("utf-8"), str(timestamp), body_bytes)
 
 
 def _digest(secret: bytes, timestamp_text: str, body: bytes) -> str:
@@ -89,7 +91,13 @@ def _digest(secret: bytes, timestamp_text: str, body: bytes) -> str:
 
 @runtime_checkable
 class ReplayCache(Protocol):
-    """Where a verifier remembers event ids it has accepted (plug in a shared store here)."""
+    """Where a verifier remembers the deliveries it has accepted (plug in a shared store here).
+
+    The verifier calls :meth:`seen` once per delivery, and only for a delivery that passed
+    every other check, so a forger can neither add ids nor fill the store. ``event_id`` is the
+    signed body's ``id``; for a body without one it is ``"sha256:"`` and the hex digest of the
+    signed ``"{timestamp}.{body}"``, so an exact copy is still refused.
+    """
 
     def seen(self, event_id: str, now: float, ttl: float) -> bool:
         """True if ``event_id`` was recorded less than ``ttl`` seconds before ``now``;
@@ -100,8 +108,11 @@ class ReplayCache(Protocol):
 class InMemoryReplayCache:
     """A bounded, thread-safe, per-process :class:`ReplayCache`.
 
-    Past ``max_entries`` the oldest entry is evicted, so memory stays bounded under a flood of
-    distinct ids; several processes need a shared store instead.
+    ``seen`` is atomic under a lock, so one cache can serve the threads of a web server and the
+    sync client. Past ``max_entries`` the oldest entry is evicted before it expires, and a copy
+    of that delivery would then pass: make ``max_entries`` larger than the number of deliveries
+    you receive in twice the tolerance (10 minutes by default). Only verified deliveries are
+    recorded, so only PacSpace's own traffic fills it. Several processes need a shared store.
     """
 
     __slots__ = ("_entries", "_lock", "_max_entries")
@@ -227,8 +238,9 @@ WebhookEventData: TypeAlias = (
 class WebhookEvent:
     """A verified delivery. ``data`` is typed for known event types, the raw mapping otherwise.
 
-    ``id`` is the envelope's ``id``, else the ``X-Event-ID`` header; ``created_at`` comes from
-    ``createdAt`` or ``timestamp``. ``raw`` is the decoded body, unknown fields included.
+    ``id`` is the signed body's ``id`` (a different ``X-Event-ID`` header is refused); only for a
+    body without one is it the ``X-Event-ID`` header, which is not signed. ``created_at`` comes
+    from ``createdAt`` or ``timestamp``. ``raw`` is the decoded body, unknown fields included.
     """
 
     id: str | None
@@ -412,6 +424,22 @@ _DATA_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], WebhookEventData]] = {
 }
 
 
+def _body_id(envelope: Mapping[str, Any]) -> str | None:
+    """The envelope's ``id`` if it is non-empty text: the only event id the signature covers."""
+    return _text(envelope.get("id")) or None
+
+
+def _check_header_id(header_id: str | None, body_id: str | None) -> None:
+    # The header is not signed: one that names another event than the signed body was changed
+    # on the way, and trusting it would let a captured delivery speak for any event id.
+    if header_id is None or body_id is None or header_id == body_id:
+        return
+    shown = f" ({header_id} vs {body_id})" if _SAFE_ID.fullmatch(header_id) and _SAFE_ID.fullmatch(body_id) else ""
+    raise WebhookVerificationError(
+        f"{EVENT_ID_HEADER} header disagrees with the signed body's id{shown}: the header was altered"
+    )
+
+
 def _parse_event(envelope: Mapping[str, Any], header_type: str | None, header_id: str | None) -> WebhookEvent:
     # The body is signed and the headers are not, so the body wins when both are present.
     event_type = _text(envelope.get("event")) or header_type
@@ -422,7 +450,7 @@ def _parse_event(envelope: Mapping[str, Any], header_type: str | None, header_id
     data = _mapping(envelope.get("data")) or {}
     parser = _DATA_PARSERS.get(event_type)
     return WebhookEvent(
-        id=_text(envelope.get("id")) or header_id,
+        id=_body_id(envelope) or header_id,
         type=event_type,
         created_at=_datetime(envelope.get("createdAt")) or _datetime(envelope.get("timestamp")),
         tenant_id=_text(envelope.get("tenantId")),
@@ -567,58 +595,99 @@ def _decode_envelope(body: bytes) -> dict[str, Any]:
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}", re.ASCII)
+_DIGEST_KEY_PREFIX = "sha256:"
 
 
-def _replay_message(event_id: str, window: float) -> str:
-    shown = f" {event_id}" if _SAFE_ID.fullmatch(event_id) else ""
-    return f"replayed delivery: event id{shown} was already accepted in the last {_seconds(window)}s"
+def _replay_key(body_id: str | None, timestamp: str, body: bytes) -> str:
+    """What the replay cache remembers: only what the signature covers.
+
+    The signed body's ``id``, so PacSpace's own re-sends of an event (signed afresh) count as
+    one. A body without an ``id`` is keyed by a digest of the signed ``"{timestamp}.{body}"``:
+    an exact copy of it is refused, a re-send with a new timestamp is not. The unsigned
+    ``X-Event-ID`` header is never used, or a captured delivery could block any id.
+    """
+    if body_id is not None:
+        return body_id
+    return _DIGEST_KEY_PREFIX + hashlib.sha256(timestamp.encode("ascii") + b"." + body).hexdigest()
+
+
+def _replay_message(key: str, body_id: str | None, window: float) -> str:
+    if body_id is None:
+        what = "the same delivery (same timestamp and body)"
+    else:
+        what = f"event id {key}" if _SAFE_ID.fullmatch(key) else "its event id"
+    return f"replayed delivery: {what} was already accepted in the last {_seconds(window)}s"
 
 
 # --- configuration ---------------------------------------------------------------------------
 
 
 def _load_secrets(secret_or_secrets: str | Sequence[str] | None) -> tuple[bytes, ...]:
+    """The signing keys. A str argument reads exactly as the environment variable does."""
+    from_env = secret_or_secrets is None
     if secret_or_secrets is None:
-        # Comma-separated in the environment, so rotation needs no code change.
         raw = os.environ.get(SECRET_ENV_VAR, "")
-        secrets: list[object] = [part.strip() for part in raw.split(",")] if raw.strip() else []
-        if not secrets:
+        if not raw.strip():
             raise ConfigurationError(
                 "no webhook signing secret: pass WebhookVerifier('whsec_...') or set "
                 f"{SECRET_ENV_VAR} (the whsec_ secret shown once when the webhook was created)"
             )
+        texts: list[object] = [raw]
     elif isinstance(secret_or_secrets, str):
-        secrets = [secret_or_secrets]
+        texts = [secret_or_secrets]
     elif isinstance(secret_or_secrets, Sequence) and not isinstance(secret_or_secrets, (bytes, bytearray)):
-        secrets = list(secret_or_secrets)
+        texts = list(secret_or_secrets)
     else:
         raise ConfigurationError("the webhook secret must be a str (or a sequence of str for rotation)")
-    if not secrets:
+    if not texts:
         raise ConfigurationError("no webhook signing secret: pass at least one 'whsec_...' secret")
-    keys: list[bytes] = []
-    for secret in secrets:
-        keys.append(_secret_key(secret))
+    secrets: list[str] = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise ConfigurationError("each webhook secret must be a str")
+        secrets.extend(_split_secrets(text))
+    count = len(secrets)
+    keys = [_secret_key(secret, _position(index, count, from_env), count > 1) for index, secret in enumerate(secrets)]
     return tuple(dict.fromkeys(keys))
 
 
-def _secret_key(secret: object) -> bytes:
-    if not isinstance(secret, str):
-        raise ConfigurationError("each webhook secret must be a str")
+def _split_secrets(text: str) -> list[str]:
+    # Comma-separated, so a rotation is a config change; surrounding whitespace is dropped
+    # because a secret pasted from a terminal or read from a file usually ends in a newline,
+    # and a whsec_ secret never contains whitespace.
+    return [part.strip() for part in text.split(",")]
+
+
+def _position(index: int, count: int, from_env: bool) -> str:
+    """Which secret a message is about, by position: any part of a bad secret may be the secret."""
+    which = "the webhook secret" if count == 1 else f"webhook secret {index + 1} of {count}"
+    return f"{which} in {SECRET_ENV_VAR}" if from_env else which
+
+
+def _secret_key(secret: str, where: str, several: bool) -> bytes:
     if not secret:
+        if several:
+            raise ConfigurationError(f"{where} is empty: separate secrets with single commas, none at either end")
         raise ConfigurationError(f"empty webhook secret: pass the 'whsec_...' secret or set {SECRET_ENV_VAR}")
-    if secret != secret.strip():
-        # A trailing newline from a file would otherwise fail every delivery, silently.
-        raise ConfigurationError("the webhook secret has surrounding whitespace: remove it")
+    if not secret.isprintable() or any(char.isspace() for char in secret):
+        # Two secrets joined by a newline or a space would fail every delivery, silently.
+        raise ConfigurationError(
+            f"{where} contains whitespace or invisible characters: copy it again, and separate "
+            "several secrets with commas"
+        )
     try:
         return secret.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigurationError("the webhook secret is not valid text: copy it again") from None
+        raise ConfigurationError(f"{where} is not valid text: copy it again") from None
 
 
 def _check_tolerance(tolerance: object) -> float:
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, Decimal)):
         raise InvalidArgumentError("tolerance must be a number of seconds")
-    value = float(tolerance)
+    try:
+        value = float(tolerance)
+    except ValueError:  # Decimal("sNaN")
+        value = math.nan
     if not 0 < value <= MAX_TOLERANCE:
         raise InvalidArgumentError(
             f"tolerance must be more than 0 and at most {MAX_TOLERANCE:g} seconds (got {value:g}): "
@@ -634,10 +703,16 @@ class WebhookVerifier:
     """Checks that a delivery comes from PacSpace, is fresh, and was not replayed.
 
     ``secret_or_secrets``: the ``whsec_`` secret, or several during a rotation (a delivery signed
-    by any of them passes); default ``PACSPACE_WEBHOOK_SECRET`` (comma-separated for several).
+    by any of them passes); default ``PACSPACE_WEBHOOK_SECRET``. Text is read the same way from
+    both: comma-separated for several, surrounding whitespace (a trailing newline) dropped.
     ``tolerance``: the largest accepted clock skew, either direction, in seconds (at most 300).
-    ``replay_cache``: remembers accepted event ids for twice the tolerance (the span during which
-    a captured delivery would still pass the timestamp check).
+    ``replay_cache``: remembers accepted deliveries for twice the tolerance (the span during
+    which a captured delivery would still pass the timestamp check). It is keyed by the signed
+    body's ``id``, or for a body without one by a digest of the signed timestamp and body, and
+    it learns a delivery only once every other check has passed.
+
+    Thread-safe: it keeps no state of its own beyond its configuration, so one verifier (and
+    one :class:`InMemoryReplayCache`) can serve every thread.
 
     >>> verifier = WebhookVerifier(["whsec_new", "whsec_old"], replay_cache=InMemoryReplayCache())
     >>> verifier
@@ -659,6 +734,10 @@ class WebhookVerifier:
         if not callable(clock):
             raise InvalidArgumentError("clock must be a callable returning Unix time in seconds")
         self._clock = clock
+        if replay_cache is not None and not callable(getattr(replay_cache, "seen", None)):
+            raise InvalidArgumentError(
+                "replay_cache must have a seen(event_id, now, ttl) method (see ReplayCache), or be None"
+            )
         self._replay_cache = replay_cache
 
     @property
@@ -675,7 +754,10 @@ class WebhookVerifier:
 
         ``headers``: any mapping (case-insensitive lookup; a list value counts by its first
         element). ``body``: the raw body exactly as received, never re-serialised JSON.
-        Exceptions raised by a custom replay cache propagate unchanged.
+        An ``X-Event-ID`` header that differs from the signed body's ``id`` is refused.
+        Every problem with the delivery raises :class:`WebhookVerificationError`; only an
+        exception of a custom replay cache itself (its store is down) propagates unchanged, so
+        the endpoint answers 5xx and PacSpace delivers again later.
         """
         found = _read_headers(headers)
         signature = found.get(SIGNATURE_HEADER.lower())
@@ -685,7 +767,7 @@ class WebhookVerifier:
         if signature is None:
             raise WebhookVerificationError(f"missing {SIGNATURE_HEADER} header")
         body_bytes = _body_bytes(body)
-        now = self._clock()
+        now = self._now()
         self._check(signature, timestamp, body_bytes, now)
         envelope = _decode_envelope(body_bytes)
         header_id = found.get(EVENT_ID_HEADER.lower())
@@ -695,12 +777,15 @@ class WebhookVerifier:
             raise
         except (TypeError, ValueError, ArithmeticError, RecursionError):  # pragma: no cover - safety net
             raise WebhookVerificationError("the delivery's JSON could not be read as an event") from None
-        self._check_replay((header_id, _text(envelope.get("id"))), now)
+        body_id = _body_id(envelope)
+        _check_header_id(header_id, body_id)
+        # Last, once everything else has passed: a refused delivery must leave no trace.
+        self._check_replay(body_id, timestamp, body_bytes, now)
         return event
 
     def verify_signature(self, signature: str, timestamp: str, body: bytes | str) -> None:
         """Check the timestamp and the signature alone (no JSON, no replay cache)."""
-        self._check(signature, timestamp, _body_bytes(body), self._clock())
+        self._check(signature, timestamp, _body_bytes(body), self._now())
 
     async def verify_aiohttp(self, request: web.BaseRequest) -> WebhookEvent:
         """:meth:`verify` an ``aiohttp.web`` request (reads its body; read errors propagate).
@@ -709,6 +794,16 @@ class WebhookVerifier:
         """
         body = await request.read()
         return self.verify(request.headers, body)
+
+    def _now(self) -> float:
+        now = self._clock()
+        # A NaN passes here and is caught by the freshness check, which fails closed.
+        if not isinstance(now, bool) and isinstance(now, (int, float)):
+            try:
+                return float(now)
+            except OverflowError:
+                pass
+        raise WebhookVerificationError("timestamp cannot be checked: the clock returned no usable time")
 
     def _check(self, signature: object, timestamp: object, body: bytes, now: float) -> None:
         if not isinstance(timestamp, str):
@@ -730,12 +825,11 @@ class WebhookVerifier:
                 f"{SIGNATURE_HEADER} does not match: wrong secret, or the body was altered or re-serialised"
             )
 
-    def _check_replay(self, ids: tuple[str | None, ...], now: float) -> None:
+    def _check_replay(self, body_id: str | None, timestamp: str, body: bytes, now: float) -> None:
         if self._replay_cache is None:
             return
-        # X-Event-ID is not signed, so the signed envelope id is checked too: an attacker can
-        # change the header of a captured delivery but not its body.
         window = 2 * self._tolerance
-        for event_id in dict.fromkeys(i for i in ids if i):
-            if self._replay_cache.seen(event_id, now, window):
-                raise WebhookVerificationError(_replay_message(event_id, window))
+        # The header is already stripped the way _check reads it, so this is the signed text.
+        key = _replay_key(body_id, timestamp, body)
+        if self._replay_cache.seen(key, now, window):
+            raise WebhookVerificationError(_replay_message(key, body_id, window))

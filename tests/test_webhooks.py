@@ -452,7 +452,7 @@ def test_flask_style_headers_object() -> None:
 def test_replayed_event_id_is_rejected_until_it_expires() -> None:
     clock = Clock(NOW)
     check = WebhookVerifier(SECRET, clock=clock, replay_cache=InMemoryReplayCache())
-    body = '{"event":"delta.verified","data":{}}'
+    body = '{"id":"evt_a1b2c3d4","event":"delta.verified","data":{}}'
     headers = headers_for(body, event_id="evt_a1b2c3d4")
 
     check.verify(headers, body)
@@ -473,7 +473,7 @@ def test_replayed_event_id_is_rejected_until_it_expires() -> None:
 def test_replay_with_a_changed_event_id_header_is_caught_by_the_signed_id() -> None:
     check = verifier(replay_cache=InMemoryReplayCache())
     body = '{"id":"evt_signed","event":"delta.verified"}'
-    check.verify(headers_for(body, event_id="evt_header_1"), body)
+    check.verify(headers_for(body, event_id="evt_signed"), body)
     rejected(lambda: check.verify(headers_for(body, event_id="evt_header_2"), body))
     rejected(lambda: check.verify(headers_for(body), body))
 
@@ -489,11 +489,14 @@ def test_replay_cache_is_not_touched_by_rejected_deliveries() -> None:
     assert len(cache) == 1
 
 
-def test_deliveries_without_ids_are_not_deduplicated() -> None:
-    check = verifier(replay_cache=InMemoryReplayCache())
+def test_deliveries_without_ids_are_deduplicated_only_as_exact_copies() -> None:
+    clock = Clock(NOW)
+    check = WebhookVerifier(SECRET, clock=clock, replay_cache=InMemoryReplayCache())
     body = '{"event":"delta.verified"}'
     check.verify(headers_for(body), body)
-    check.verify(headers_for(body), body)
+    rejected(lambda: check.verify(headers_for(body), body))
+    clock.now = NOW + 1  # re-signed with a new timestamp: another delivery, as far as anyone can tell
+    check.verify(headers_for(body, timestamp=str(NOW + 1)), body)
 
 
 def test_custom_replay_cache_gets_the_ids_and_the_window() -> None:
@@ -506,8 +509,8 @@ def test_custom_replay_cache_gets_the_ids_and_the_window() -> None:
 
     assert isinstance(Recorder(), ReplayCache)
     body = '{"id":"evt_body","event":"delta.verified"}'
-    verifier(replay_cache=Recorder(), tolerance=120).verify(headers_for(body, event_id="evt_hdr"), body)
-    assert calls == [("evt_hdr", NOW, 240), ("evt_body", NOW, 240)]
+    verifier(replay_cache=Recorder(), tolerance=120).verify(headers_for(body, event_id="evt_body"), body)
+    assert calls == [("evt_body", NOW, 240)]
 
 
 def test_in_memory_replay_cache_expiry_and_bound() -> None:
@@ -718,8 +721,8 @@ def test_event_type_and_id_from_headers_when_the_body_lacks_them() -> None:
     assert event.type == "delta.failed"
     assert event.id == "evt_h"
     assert isinstance(event.data, DeltaFailedData)
-    # The signed body wins over the unsigned header.
-    event = parse({"event": "delta.verified", "id": "evt_b"}, event_type="delta.failed", event_id="evt_h")
+    # The signed body wins over the unsigned header (an id that disagrees is refused outright).
+    event = parse({"event": "delta.verified", "id": "evt_b"}, event_type="delta.failed", event_id="evt_b")
     assert event.type == "delta.verified"
     assert event.id == "evt_b"
 
@@ -812,7 +815,8 @@ def test_secret_never_appears_in_repr_str_or_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    "secret", ["", [], ["", SECRET], [SECRET, 5], b"whsec_bytes", 42, f"{SECRET}\n", f" {SECRET}", {SECRET}]
+    "secret",
+    ["", " \n", [], ["", SECRET], [SECRET, 5], b"whsec_bytes", 42, {SECRET}, f"{SECRET}\n{OTHER_SECRET}"],
 )
 def test_bad_secrets_are_configuration_errors(secret: Any) -> None:
     with pytest.raises(ConfigurationError) as info:

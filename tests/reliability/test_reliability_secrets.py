@@ -170,7 +170,7 @@ def webhook_failures(scan: Scan) -> None:
     ]
     for headers, payload in cases:
         scan.expect_sync(WebhookVerificationError, lambda h=headers, p=payload: verifier.verify(h, p))
-    for bad in (f" {WEBHOOK_SECRET}", f"{WEBHOOK_SECRET}\n", "", [WEBHOOK_SECRET, 7]):
+    for bad in (f"{WEBHOOK_SECRET}\n{OTHER_WEBHOOK_SECRET}", f"{WEBHOOK_SECRET},", "", [WEBHOOK_SECRET, 7]):
         scan.expect_sync(ConfigurationError, lambda b=bad: WebhookVerifier(b))  # type: ignore[arg-type]
     scan.expect_sync(InvalidArgumentError, lambda: WebhookVerifier(WEBHOOK_SECRET, tolerance=301))
     keyless = AsyncPacSpace(NO_KEY)
@@ -202,7 +202,7 @@ def cli_runs(scan: Scan, key: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -
     for secret, expected in ((WEBHOOK_SECRET, 0), (OTHER_WEBHOOK_SECRET, 1)):
         (tmp / "headers.json").write_text(json.dumps(_signed(secret, body)))
         assert run([*verify, "--secret-env", "HOOK_SECRET"]) == expected
-    monkeypatch.setenv("HOOK_SECRET", f" {WEBHOOK_SECRET}")
+    monkeypatch.setenv("HOOK_SECRET", f"{WEBHOOK_SECRET}\n{OTHER_WEBHOOK_SECRET}")  # two joined by a newline
     assert run([*verify, "--secret-env", "HOOK_SECRET"]) == 2
     monkeypatch.setenv("PACSPACE_WEBHOOK_SECRET", f"{WEBHOOK_SECRET},")
     assert run(verify) == 2  # an empty secret in the rotation list
