@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return profile(args.calls)
 
-    from .report import markdown, ratio_table, targets_table
+    from .report import markdown, ratio_table, storm_table, targets_table
     from .runner import Config, run
 
     if args.from_json is not None:
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     json_out.write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(ratio_table(results))
+    print()
+    print(storm_table(results))
     print()
     print(targets_table(results))
     print()

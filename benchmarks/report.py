@@ -210,6 +210,35 @@ def _soak(results: dict[str, Any]) -> str:
     )
 
 
+def storm_table(results: dict[str, Any]) -> str:
+    storms = results.get("storms")
+    if not storms:
+        return "_not run_"
+    rows = []
+    for storm in storms:
+        for client, entry in storm["clients"].items():
+            per_call = entry["requests_per_success"]
+            rows.append(
+                [
+                    f"{storm['callers']} callers, {storm['calls']} calls, {storm['rate']:g}/s",
+                    client,
+                    f"{entry['succeeded']}/{storm['calls']}",
+                    str(entry["requests"]),
+                    "—" if per_call is None else f"{per_call:.2f}",
+                    f"{entry['wall_s']:.1f} s",
+                ]
+            )
+    header = ["storm", "client", "succeeded", "requests", "requests per success", "wall time"]
+    return _table(header, rows, "llrrrr")
+
+
+STORM_NOTE = (
+    "The emulator's token bucket (per key: that many requests a second, as many at once) against "
+    "each client with its default options, on a key of its own; AsyncPacSpace's callers are tasks, "
+    "the sync clients' are threads (`benchmarks/storm.py`)."
+)
+
+
 def markdown(results: dict[str, Any], command: str) -> str:
     config = results["config"]
     kind = "quick" if config["quick"] else "full"
@@ -263,6 +292,12 @@ def markdown(results: dict[str, Any], command: str) -> str:
         "## Soak",
         "",
         _soak(results),
+        "",
+        "## 429 storms",
+        "",
+        STORM_NOTE,
+        "",
+        storm_table(results),
         "",
         "## How it was measured",
         "",

@@ -35,6 +35,7 @@ from .clients import (
 )
 from .fixtures import ServerProcess, TLSMaterial, cert_env
 from .machine import describe_machine
+from .storm import run_storm
 
 __all__ = ["Config", "run"]
 
@@ -231,12 +232,42 @@ def _paired(
     second = scenarios.get(key, {}).get(b)
     if first is None or second is None:
         return None
-    return statistics.median(
-        combine(x[what], y[what]) for x, y in zip(first["rounds"], second["rounds"], strict=True)
-    )
+    return statistics.median(combine(x[what], y[what]) for x, y in zip(first["rounds"], second["rounds"], strict=True))
 
 
-def evaluate_targets(scenarios: dict[str, Any], soak: dict[str, Any] | None) -> list[Target]:
+def _storm_targets(storms: list[dict[str, Any]]) -> list[Target]:
+    targets = []
+    for storm in storms:
+        mine = storm["clients"]["AsyncPacSpace"]
+        where = f"{storm['callers']} callers, {storm['calls']} calls at {storm['rate']:g}/s"
+        targets.append(
+            Target(
+                f"storm-{storm['rate']:g}-succeeded",
+                f"429 storm, {where}: AsyncPacSpace calls that succeeded (default options)",
+                "of all calls",
+                float(mine["succeeded"]),
+                float(storm["calls"]),
+                "",
+                True,
+            )
+        )
+        targets.append(
+            Target(
+                f"storm-{storm['rate']:g}-requests",
+                f"429 storm, {where}: AsyncPacSpace requests sent per successful call",
+                "requests ÷ successes",
+                mine["requests_per_success"],
+                2.0,
+                "x",
+                False,
+            )
+        )
+    return targets
+
+
+def evaluate_targets(
+    scenarios: dict[str, Any], soak: dict[str, Any] | None, storms: list[dict[str, Any]] | None = None
+) -> list[Target]:
     rps = partial(_get, scenarios, what="median_calls_per_s")
 
     def faster(key: str, ours: str, other: str) -> float | None:
@@ -250,6 +281,7 @@ def evaluate_targets(scenarios: dict[str, Any], soak: dict[str, Any] | None) -> 
     def throughput(key: str, ours: str, other: str) -> float | None:
         """ours' calls/s ÷ other's, paired by round."""
         return _paired(scenarios, key, ours, other, "calls_per_s", lambda x, y: x / y)
+
     targets = [
         Target(
             "async-32-vs-raw",
@@ -365,6 +397,7 @@ def evaluate_targets(scenarios: dict[str, Any], soak: dict[str, Any] | None) -> 
             True,
         ),
     ]
+    targets += _storm_targets(storms or [])
     if soak is not None:
         targets.append(
             Target(
@@ -457,9 +490,7 @@ def run(config: Config) -> dict[str, Any]:
                     continue
                 began = time.perf_counter()
                 scenarios[key] = run_scenario(loop, variant, mode, config, server)
-                summary = ", ".join(
-                    f"{client} {entry['median_us']:.0f} µs" for client, entry in scenarios[key].items()
-                )
+                summary = ", ".join(f"{client} {entry['median_us']:.0f} µs" for client, entry in scenarios[key].items())
                 _log(f"[{time.perf_counter() - started:6.1f}s] {key} ({time.perf_counter() - began:.1f}s): {summary}")
         soak = None
         if not config.only or any("soak".startswith(prefix) for prefix in config.only):
@@ -469,13 +500,23 @@ def run(config: Config) -> dict[str, Any]:
                 f"[{time.perf_counter() - started:6.1f}s] soak: RSS {soak['rss_growth_kib'] / 1024:+.2f} MB, "
                 f"peak connections {soak['server_peak_connections']}"
             )
+        storms = None
+        if not config.only or any("storm".startswith(prefix) for prefix in config.only):
+            _log(f"[{time.perf_counter() - started:6.1f}s] 429 storms against the emulator")
+            storms = run_storm()
+            for storm in storms:
+                summary = ", ".join(
+                    f"{client} {entry['succeeded']}/{storm['calls']} ok, {entry['requests']} requests"
+                    for client, entry in storm["clients"].items()
+                )
+                _log(f"[{time.perf_counter() - started:6.1f}s] storm at {storm['rate']:g}/s: {summary}")
         server_total = server.stats()
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         server.close()
         tls.close()
-    targets = evaluate_targets(scenarios, soak)
+    targets = evaluate_targets(scenarios, soak, storms)
     return {
         "machine": describe_machine(),
         "config": {
@@ -491,10 +532,10 @@ def run(config: Config) -> dict[str, Any]:
         "clients": list(CLIENTS),
         "scenarios": scenarios,
         "soak": soak,
+        "storms": storms,
         "server_total": server_total,
         "targets": [target.as_dict() for target in targets],
         "load_average": {"start": load_at_start, "end": _load()},
         "elapsed_s": time.perf_counter() - started,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-

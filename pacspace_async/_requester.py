@@ -33,9 +33,10 @@ from ._errors import (
     error_code,
     error_from_response,
 )
+from ._gate import RateGate
 from ._idempotency import IdempotencyKeys
 from ._logging import logger
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import RetryPolicy, backoff_delay, parse_retry_after
 from ._transport import Transport, TransportFailure
 from ._version import __version__
 
@@ -143,10 +144,18 @@ def checked_extra_headers(extra: Mapping[str, str] | None) -> Mapping[str, str]:
 class Requester:
     """Carries out calls for one client and its `with_options` copies."""
 
-    def __init__(self, transport: Transport, credentials: Credentials, settings: Settings) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        credentials: Credentials,
+        settings: Settings,
+        gates: Mapping[Environment, RateGate] | None = None,
+    ) -> None:
         self.transport = transport
         self.credentials = credentials
         self.settings = settings
+        # Shared by every copy (like the pools): a 429 holds back the whole client's traffic.
+        self.gates = gates if gates is not None else {environment: RateGate() for environment in Environment}
         self.idempotency = IdempotencyKeys(credentials.environment)
         self._static_headers = {
             environment: {
@@ -159,7 +168,7 @@ class Requester:
         }
 
     def with_settings(self, **changes: Any) -> Requester:
-        return Requester(self.transport, self.credentials, attrs.evolve(self.settings, **changes))
+        return Requester(self.transport, self.credentials, attrs.evolve(self.settings, **changes), self.gates)
 
     async def request(
         self,
@@ -204,9 +213,13 @@ class Requester:
                 "(only verify() works without one)"
             )
 
+        gate = self.gates[environment]
         started = clock.monotonic()
         deadline_at = started + whole_call
-        retries = 0
+        retries = 0  # resends, what errors report as retries_taken
+        budget_spent = 0  # resends that count against max_retries: those after a 429 do not
+        refusals = 0  # 429s answered to this call
+        refused_by: APIStatusError | None = None  # the latest of them
         attempt = 0
         pending_waits = 0
         try:
@@ -221,7 +234,12 @@ class Requester:
                         raise MissingApiKeyError(f"{method} {path} needs an API key")
                     headers["X-Api-Key"] = key.header_value()
                     key_id = key.key_id
-                remaining = deadline_at - clock.monotonic()
+                now = clock.monotonic()
+                if gate.holds(now):
+                    # Time at the gate counts against the deadline, and no turn is taken past it.
+                    await self._wait_for_turn(gate, deadline_at, refused_by, method, path, idempotency_key, retries)
+                    now = clock.monotonic()
+                remaining = deadline_at - now
                 if remaining <= 0:
                     raise APITimeoutError(
                         f"the call's deadline of {whole_call:g}s passed",
@@ -230,7 +248,7 @@ class Requester:
                         idempotency_key=idempotency_key,
                         retries_taken=retries,
                     )
-                sent_at = clock.monotonic()
+                sent_at = now
                 try:
                     raw = await self.transport.send(
                         environment,
@@ -250,12 +268,15 @@ class Requester:
                         retries_taken=retries,
                         action=None if failure.retryable else ErrorAction.ALERT_OPERATOR,
                     )
-                    if failure.retryable and retries < retry_budget:
-                        delay = policy.delay(retries, None, jitter=clock.jitter)
+                    if failure.retryable and budget_spent < retry_budget:
+                        delay = policy.delay(budget_spent, None, jitter=clock.jitter)
                         if clock.monotonic() + delay < deadline_at:
-                            self._log_retry(method, path, str(failure), delay, retries + 1, retry_budget, None, key_id)
+                            self._log_retry(
+                                method, path, str(failure), delay, budget_spent + 1, retry_budget, None, key_id
+                            )
                             await clock.sleep(delay)
                             retries += 1
+                            budget_spent += 1
                             continue
                     raise connection_error from None
 
@@ -273,6 +294,8 @@ class Requester:
                         request_id,
                         key_id,
                     )
+                if status != 429 and gate.pace:
+                    gate.succeeded()
                 if 200 <= status < 300:
                     if not _pending(decoded):
                         return APIResponse(status, unwrap(decoded), decoded, raw.headers, request_id, idempotency_key)
@@ -308,21 +331,82 @@ class Requester:
                 if status in (401, 403):
                     await self._auth_failed(error)
                     raise error
-                if not policy.is_retryable_status(status, decoded) or retries >= retry_budget:
+                if not policy.is_retryable_status(status, decoded):
                     raise error
-                if hint is not None and hint > policy.max_retry_after:
+                if status == 429:
+                    # The key sends too fast: the gate holds back every request of this
+                    # environment, this one included, until the server's wait has passed.
+                    wait = hint if hint is not None else backoff_delay(refusals, jitter=clock.jitter)
+                    gate.refused(clock.monotonic(), wait, sent_at)
+                    refusals += 1
+                    if retry_budget == 0 or wait > policy.max_retry_after:
+                        raise error
+                    self._log_retry(method, path, "429 rate limited", wait, refusals, None, request_id, key_id)
+                    refused_by = error
+                    retries += 1
+                    continue
+                if budget_spent >= retry_budget or (hint is not None and hint > policy.max_retry_after):
                     raise error
-                delay = policy.delay(retries, hint, jitter=clock.jitter)
+                delay = policy.delay(budget_spent, hint, jitter=clock.jitter)
                 if clock.monotonic() + delay >= deadline_at:
                     raise error
-                self._log_retry(method, path, str(status), delay, retries + 1, retry_budget, request_id, key_id)
+                self._log_retry(method, path, str(status), delay, budget_spent + 1, retry_budget, request_id, key_id)
                 await clock.sleep(delay)
                 retries += 1
+                budget_spent += 1
         finally:
             # The frame outlives the call in a traceback (shown with its locals by Sentry, rich,
             # pytest --showlocals): leave no key in it, not even one a server echoed back.
             headers.pop("X-Api-Key", None)
             raw = decoded = None  # type: ignore[assignment]
+
+    async def _wait_for_turn(
+        self,
+        gate: RateGate,
+        deadline_at: float,
+        refused_by: APIStatusError | None,
+        method: str,
+        path: str,
+        idempotency_key: str | None,
+        retries: int,
+    ) -> None:
+        """Wait for this request's turn at the 429 gate, or raise if it comes too late.
+
+        Too late: after the call's deadline, or further off than `max_retry_after`. The error is
+        the call's own latest 429 if it had one, else a `RateLimitError` saying nothing was sent.
+        """
+        clock = self.settings.clock
+        max_wait = self.settings.policy.max_retry_after
+        while True:
+            now = clock.monotonic()
+            epoch = gate.epoch
+            wait = gate.turn(now, clock.jitter, latest=min(deadline_at, now + max_wait))
+            if wait is None:
+                if refused_by is not None:
+                    raise refused_by
+                until = max(gate.closed_until, gate.next_turn) - now
+                raise error_from_response(
+                    status=429,
+                    body={
+                        "error": {
+                            "code": "RATE_LIMITED",
+                            "message": f"not sent: PacSpace is rate-limiting this key and the next turn is in "
+                            f"{until:.1f}s, past this call's deadline or max_retry_after",
+                        }
+                    },
+                    method=method,
+                    path=path,
+                    request_id=None,
+                    idempotency_key=idempotency_key,
+                    retries_taken=retries,
+                    key_id=self.credentials.key_id,
+                    retry_after=until,
+                )
+            if wait <= 0:
+                return
+            await clock.sleep(wait)
+            if gate.epoch == epoch:
+                return
 
     async def _auth_failed(self, error: APIStatusError) -> None:
         if error.status == 401:
@@ -350,7 +434,12 @@ class Requester:
     ) -> None:
         if not logger.isEnabledFor(logging.INFO):
             return
-        count = f"retry {retry} of {budget}" if retry is not None else "waiting"
+        if retry is None:
+            count = "waiting"
+        elif budget is None:  # a 429's retries wait at the gate and use no retry budget
+            count = f"retry {retry} after the rate gate reopens"
+        else:
+            count = f"retry {retry} of {budget}"
         logger.info(
             "%s %s: %s; %s in %.2fs (request_id=%s, key_id=%s)",
             method,

@@ -141,9 +141,10 @@ def test_16_threads_wait_out_a_429_storm_within_the_deadline(thread_emulator: Em
     check_ledger(calls, emu.deltas())
     assert all(call.record is not None for call in calls)
     refused = sum(1 for r in requests if r.status == 429)
-    assert refused >= 50
-    assert len(waits) == refused  # one wait per 429, each the server's (≤ 1/40 s), not backoff
-    assert all(0 <= wait <= 1 / 40 + 0.001 for wait in waits)
+    assert refused >= 1  # it was a storm
+    # The client-wide gate paced the threads at the server's rate: at most 2 requests a call.
+    assert len(requests) <= 2 * len(calls), len(requests)
+    assert all(0 <= wait <= 1.0 for wait in waits)  # turns of the gate, never the backoff's seconds
     assert (90 - 40) / 40 * 0.9 <= elapsed < deadline
 
 
@@ -159,7 +160,8 @@ def test_16_threads_raise_a_wait_above_max_retry_after_at_once(thread_emulator: 
         elapsed = time.monotonic() - started
     assert elapsed < 1.5
     assert waits == []
-    assert len(delta_requests(emu.requests)) == len(calls)
+    # The first wave (one call per thread) reached the server; the gate refused the rest unsent.
+    assert len(delta_requests(emu.requests)) <= 16
     check_ledger(calls, emu.deltas())
     failed = [call.error for call in calls if call.record is None]
     assert len(failed) == len(calls) - 1
