@@ -6,7 +6,7 @@ import math
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["count_arg", "seconds_arg"]
+__all__ = ["count_arg", "ordered_args", "seconds_arg"]
 
 
 def count_arg(name: str, value: object, *, positive: bool = False, maximum: int | None = None) -> int:
@@ -24,3 +24,9 @@ def seconds_arg(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
         raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def ordered_args(low_name: str, low: int | None, high_name: str, high: int | None) -> None:
+    """Two bounds of one range, when both are given, in order (``low <= high``)."""
+    if low is not None and high is not None and low > high:
+        raise InvalidArgumentError(f"{low_name} ({low}) must not be greater than {high_name} ({high})")

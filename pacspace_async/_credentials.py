@@ -26,12 +26,19 @@ __all__ = [
     "KeySource",
     "Credentials",
     "API_KEY_VARIABLE",
+    "MAX_API_KEY_LENGTH",
     "NoKey",
     "NO_KEY",
     "initial_credentials",
 ]
 
 API_KEY_VARIABLE = "PACSPACE_API_KEY"
+# Far above any real key (a prefix, a public id and a secret of a few dozen characters each),
+# far below the header line limits of servers and proxies (8 KB in aiohttp, nginx, many load
+# balancers): a longer text is a pasted file or the wrong variable, and sent as a header it
+# would be refused as a bad request (telling an agent to change its arguments) and may be
+# echoed, secret included, into the logs of whatever refused it.
+MAX_API_KEY_LENGTH = 512
 
 _PREFIXES = {environment.key_prefix: environment for environment in Environment}
 
@@ -50,6 +57,8 @@ def _split(text: object, source: str) -> tuple[Environment, str, str]:
         raise InvalidApiKeyError(f"the API key from {source} must be a str, not {type(text).__name__}")
     if not text:
         raise _refuse(text, "it is empty (leave api_key unset for public calls only)", source)
+    if len(text) > MAX_API_KEY_LENGTH:
+        raise _refuse(text, f"it is longer than {MAX_API_KEY_LENGTH} characters, more than any PacSpace key", source)
     if any(ch.isspace() for ch in text):
         raise _refuse(text, "it contains whitespace (a trailing newline from a file or a paste?)", source)
     if not text.isascii() or not text.isprintable():

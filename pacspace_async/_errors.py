@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ._redact import redact, redact_json
 
@@ -40,6 +40,7 @@ __all__ = [
     "UnprocessableEntityError",
     "VerificationTimeoutError",
     "WebhookVerificationError",
+    "reworded",
 ]
 
 
@@ -392,6 +393,41 @@ _HINTS: Mapping[int, str] = {
 }
 
 
+StatusErrorT = TypeVar("StatusErrorT", bound=APIStatusError)
+
+
+def reworded(error: StatusErrorT, message: str) -> StatusErrorT:
+    """The same error (class, status, code, ids, body, action) saying `message` instead of the
+    server's text: for when the SDK knows better what the caller did (pure: no I/O)."""
+    return type(error)(
+        message,
+        status=error.status,
+        code=error.code,
+        method=error.method,
+        path=error.path,
+        request_id=error.request_id,
+        idempotency_key=error.idempotency_key,
+        retries_taken=error.retries_taken,
+        body=error.body,
+        key_id=error.key_id,
+        retry_after=error.retry_after,
+        customer_id=error.customer_id,
+        action=error.action,
+    )
+
+
+def seconds_for_people(seconds: float) -> str:
+    """A wait as a person reads it: ``2.995314121246338`` → ``"3.0s"``.
+
+    The attribute keeps the exact value for code; a wait that is not zero never reads "0.0s".
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return str(seconds)  # not a number of seconds: shown as it is rather than hidden
+    if 0 < seconds < 0.1:
+        seconds = 0.1
+    return f"{seconds:.1f}s"
+
+
 def _one_line(error: APIStatusError, message: str, action: ErrorAction, idempotency_key: str | None) -> str:
     parts = [f"{error.status} {error.method} {error.path}: {' '.join(message.split())}"]
     hint = _HINTS.get(error.status)
@@ -405,7 +441,7 @@ def _one_line(error: APIStatusError, message: str, action: ErrorAction, idempote
             ("code", error.code),
             ("key_id", error.key_id),
             ("customer_id", error.customer_id),
-            ("retry_after", error.retry_after),
+            ("retry_after", None if error.retry_after is None else seconds_for_people(error.retry_after)),
             ("request_id", error.request_id),
             ("idempotency_key", idempotency_key),
             ("retries_taken", error.retries_taken or None),

@@ -17,10 +17,20 @@ from typing import Any, TypeVar, Union
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
+from multidict import istr
 
 from ._errors import PacSpaceError
 
-__all__ = ["converter", "structure", "raw_field", "local_field", "to_decimal", "parse_datetime"]
+__all__ = [
+    "REPLAY_HEADER",
+    "converter",
+    "local_field",
+    "parse_datetime",
+    "raw_field",
+    "replay_flag",
+    "structure",
+    "to_decimal",
+]
 
 T = TypeVar("T")
 
@@ -72,9 +82,9 @@ def raw_field() -> Any:
     return attrs.field(default=_EMPTY, eq=False, repr=False, metadata={_NOT_ON_WIRE: True})
 
 
-def local_field(default: Any = None) -> Any:
+def local_field(default: Any = None, *, eq: bool = True) -> Any:
     """A field the SDK fills in (such as the idempotency key sent), not read from the wire."""
-    return attrs.field(default=default, metadata={_NOT_ON_WIRE: True})
+    return attrs.field(default=default, eq=eq, metadata={_NOT_ON_WIRE: True})
 
 
 def camel(name: str) -> str:
@@ -217,15 +227,48 @@ converter.register_structure_hook_factory(attrs.has, _model_hook)
 
 
 # The hook of each model class structured so far (what converter.structure would dispatch to),
-# and whether the model has an `idempotency_key` of its own (a `local_field`) to fill in.
-_HOOKS: dict[Any, tuple[Callable[[Any, Any], Any], bool]] = {}
+# and whether the model has an `idempotency_key` and a `replayed` of its own (`local_field`s)
+# to fill in from the exchange.
+_HOOKS: dict[Any, tuple[Callable[[Any, Any], Any], bool, bool]] = {}
 
 
-def _holds_sent_key(cls: Any) -> bool:
+def _holds_local(cls: Any, name: str) -> bool:
     if not (isinstance(cls, type) and attrs.has(cls)):
         return False
-    field = attrs.fields_dict(cls).get("idempotency_key")
+    field = attrs.fields_dict(cls).get(name)
     return field is not None and bool(field.metadata.get(_NOT_ON_WIRE))
+
+
+#: The response header saying a POST's answer is the stored answer of an earlier request with
+#: the same idempotency key (Stripe's name for it), ``true`` or ``false``.
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def replay_flag(text: str | None) -> bool | None:
+    """The `REPLAY_HEADER` value: True or False as it says; None when absent or unreadable."""
+    if text is None:
+        return None
+    said = text.strip().lower()
+    return True if said == "true" else False if said == "false" else None
+
+
+# Looked up on every answer a DeltaRecord is read from: a case-insensitive key made once.
+_REPLAY_KEY = istr(REPLAY_HEADER)
+
+
+def _replayed(header: str | None, item: object) -> bool | None:
+    """Whether the server answered from its idempotency memory rather than recording anew.
+
+    The whole answer being a stored one (the header), or this very item being one already
+    recorded (its ``idempotent`` field), makes it True; either saying "new", with nothing
+    saying "replayed", makes it False; None when nothing says.
+    """
+    said = replay_flag(header)
+    if said is True or item is True:
+        return True
+    if said is False or item is False:
+        return False
+    return None
 
 
 class Exchange(typing.Protocol):
@@ -242,19 +285,28 @@ def structure(data: Any, cls: type[T], *, of: Exchange | None = None) -> T:
     """Build a model from decoded JSON, or say plainly that the answer was not understood.
 
     `of`: the exchange the answer came from. A model with an `idempotency_key` field gets the
-    key that was sent; an error names the request id and carries that key (the write may well
-    have been recorded).
+    key that was sent, one with a `replayed` field whether the answer was a replay (the
+    `REPLAY_HEADER` of `of`, the ``idempotent`` field of `data`); an error names the request id
+    and carries that key (the write may well have been recorded).
     """
     found = _HOOKS.get(cls)
     try:
         if found is None:
-            found = _HOOKS[cls] = (_hook_for(cls), _holds_sent_key(cls))
-        hook, holds_sent_key = found
+            found = _HOOKS[cls] = (_hook_for(cls), _holds_local(cls, "idempotency_key"), _holds_local(cls, "replayed"))
+        hook, holds_sent_key, holds_replayed = found
         model = hook(data, cls)
+        # Built a moment ago and held by nobody else: fill the fields in place rather than
+        # copying the whole model with attrs.evolve.
         if holds_sent_key and of is not None and of.idempotency_key is not None:
-            # Built a moment ago and held by nobody else: fill the field in place rather than
-            # copying the whole model with attrs.evolve.
             object.__setattr__(model, "idempotency_key", of.idempotency_key)
+        if holds_replayed:
+            headers = getattr(of, "headers", None)
+            header = None if headers is None else headers.get(_REPLAY_KEY)
+            item = data.get("idempotent")  # a mapping: the model's hook accepted it
+            if header is not None or item is not None:
+                replayed = _replayed(header, item)
+                if replayed is not None:
+                    object.__setattr__(model, "replayed", replayed)
         return model  # type: ignore[no-any-return]
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         detail = "; ".join(_leaves(exc))

@@ -47,9 +47,14 @@ import attrs
 
 from . import _codec
 from ._errors import ConflictError, ErrorAction, InvalidArgumentError, PacSpaceError
-from .resources._args import CUSTOMER_ID_PATTERN
+from .resources._args import (
+    CUSTOMER_ID_PATTERN,
+    MAX_CUSTOMER_ID_LENGTH,
+    MAX_REASON_LENGTH,
+    MAX_REFERENCE_ID_LENGTH,
+)
 from .resources._scope import GRANULARITIES, PERIOD_PATTERN, TIME_PRESETS
-from .resources.balance import AsyncBalance
+from .resources.balance import MAX_DERIVE_LIMIT, AsyncBalance
 from .resources.checkpoints import AsyncCheckpoints
 from .resources.verify import VERIFY_SOURCES, AsyncVerification
 
@@ -141,10 +146,11 @@ _PARAMETERS: Mapping[str, str] = {
 # Extra JSON Schema constraints, mirroring checks the SDK makes anyway (so the model learns them
 # from the schema instead of from a refusal).
 _CONSTRAINTS: Mapping[str, Mapping[str, Any]] = {
-    "customer_id": {"pattern": f"^{CUSTOMER_ID_PATTERN.pattern}$", "maxLength": 128},
-    "reason": {"maxLength": 500},
+    "customer_id": {"pattern": f"^{CUSTOMER_ID_PATTERN.pattern}$", "maxLength": MAX_CUSTOMER_ID_LENGTH},
+    "reason": {"maxLength": MAX_REASON_LENGTH},
+    "reference_id": {"maxLength": MAX_REFERENCE_ID_LENGTH},
     "period": {"pattern": f"^{PERIOD_PATTERN.pattern}$"},
-    "limit": {"minimum": 1, "maximum": 1000},
+    "limit": {"minimum": 1, "maximum": MAX_DERIVE_LIMIT},
     "offset": {"minimum": 0},
     "timeout": {"exclusiveMinimum": 0, "maximum": 300},
     "poll_interval": {"exclusiveMinimum": 0, "maximum": 60},
@@ -584,13 +590,28 @@ def _problems(tool: ToolDefinition, arguments: object) -> list[str]:
     return problems
 
 
+def _exact_amount(value: object) -> object:
+    """A JSON number for money, made exact before the SDK's checks (which refuse floats).
+
+    Numbers in JSON text are read as Decimals already (``0.1`` → ``Decimal("0.1")``); a float a
+    host parsed itself is taken at its shortest repr, the digits the JSON text had
+    (``0.1`` → ``Decimal("0.1")``, never ``0.1000000000000000055...``). Anything else is
+    left to the SDK's own check.
+    """
+    if isinstance(value, float) and math.isfinite(value):
+        return Decimal(repr(value))
+    return value
+
+
 def _python_arguments(tool: ToolDefinition, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Checked JSON values → the SDK's argument types (money stays exact)."""
     kinds = {p.name: p.kind for p in tool._params}
     out: dict[str, Any] = {}
     for name, value in arguments.items():
         kind = kinds[name]
-        if kind == "integer":
+        if kind == "money":
+            value = _exact_amount(value)
+        elif kind == "integer":
             value = int(value)
         elif kind == "number":
             value = float(value)

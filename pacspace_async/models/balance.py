@@ -27,9 +27,24 @@ class DeltaStatus(str, enum.Enum):
 FINAL_STATUSES = frozenset({DeltaStatus.VERIFIED.value, DeltaStatus.FAILED.value})
 
 
+def _replay_field(default: Any = None) -> Any:
+    # About the answer, not the delta: two reads of one delta compare equal whether or not one
+    # of them was a replay.
+    return local_field(default, eq=False)
+
+
 @attrs.frozen
 class DeltaRecord:
-    """One recorded delta. `idempotency_key` is the key this SDK sent for it."""
+    """One recorded delta. `idempotency_key` is the key this SDK sent for it.
+
+    `replayed` says whether PacSpace answered from its idempotency memory instead of recording
+    anew: True when it says so (the ``Idempotent-Replayed: true`` header, or ``idempotent: true``
+    in the answer), False when it says the delta is new, None when it says neither. A replay
+    (for instance the same `reference_id` emitted again, or a retry whose first answer was lost)
+    recorded nothing new, and its `status` is the one of the first answer: a delta verified
+    since then still reads QUEUED here. ``await pac.balance.status(rec.record_id)`` gives the
+    current status.
+    """
 
     record_id: str
     status: str
@@ -39,6 +54,7 @@ class DeltaRecord:
     reason: str | None = None
     reference_id: str | None = None
     idempotency_key: str | None = local_field()
+    replayed: bool | None = _replay_field()
     raw: Mapping[str, Any] = raw_field()
 
     @property
@@ -60,7 +76,13 @@ class DeltaInput:
 
 @attrs.frozen
 class BatchItemResult:
-    """What happened to one item of a batch; `index` is its position in your list."""
+    """What happened to one item of a batch; `index` is its position in your list.
+
+    `replayed` is True when the item was already recorded (``idempotent: true``) or the whole
+    request's answer was a stored one (the ``Idempotent-Replayed: true`` header: the same items
+    sent again), False when PacSpace says it is new, None when it says neither. A replayed
+    item's `status` is the one first answered; ``pac.balance.status(record_id)`` refreshes it.
+    """
 
     index: int
     status: str
@@ -70,16 +92,13 @@ class BatchItemResult:
     reference_id: str | None = None
     idempotent: bool | None = None
     error: str | None = None
+    # Built in code: what `idempotent` says. Read from an answer: the header is counted too.
+    replayed: bool | None = _replay_field(attrs.Factory(lambda self: self.idempotent, takes_self=True))
     raw: Mapping[str, Any] = raw_field()
 
     @property
     def failed(self) -> bool:
         return self.status.upper() == DeltaStatus.FAILED.value
-
-    @property
-    def replayed(self) -> bool:
-        """Already recorded by an earlier request: not applied again."""
-        return bool(self.idempotent)
 
 
 @attrs.frozen
@@ -94,6 +113,8 @@ class BatchResult:
 
     @property
     def replayed(self) -> int:
+        """How many items PacSpace answered from its idempotency memory (`results[i].replayed`):
+        sent before, not applied again. All of them when the same items are sent again."""
         return sum(1 for result in self.results if result.replayed)
 
     @property

@@ -9,7 +9,13 @@ from typing import Any
 
 import attrs
 
-from .._errors import APITimeoutError, InvalidArgumentError, PacSpaceError, VerificationTimeoutError
+from .._errors import (
+    APITimeoutError,
+    IdempotencyConflictError,
+    InvalidArgumentError,
+    PacSpaceError,
+    VerificationTimeoutError,
+)
 from .._models import structure
 from .._requester import APIResponse
 from ..models.balance import (
@@ -24,53 +30,24 @@ from ..models.balance import (
     SequenceGaps,
     Usage,
 )
-from ._args import amount_arg, count_arg, customer_id_arg, mapping_arg, path_segment, seconds_arg, text_arg
+from ._args import (
+    amount_arg,
+    count_arg,
+    customer_id_arg,
+    customer_segment,
+    ordered_args,
+    path_segment,
+    seconds_arg,
+)
 from ._base import AsyncAPIResource
+from ._deltas import batch_item, batch_reference, batch_reference_conflict, delta_body, reference_conflict
 from ._scope import DateLike, PeriodLike, Scope
 
 __all__ = ["AsyncBalance", "BATCH_LIMIT"]
 
 BATCH_LIMIT = 100
+MAX_DERIVE_LIMIT = 1000
 _RECEIPT_LINKS = ("verifyUrl", "verificationApiUrl", "accessHint", "customerLinkUrl", "customerLinkHost")
-
-
-def delta_body(
-    *,
-    customer_id: object,
-    delta: object,
-    reason: object,
-    reference_id: object = None,
-    metadata: object = None,
-    adjusts: object = None,
-) -> dict[str, Any]:
-    """The wire body of one delta, every field checked."""
-    body: dict[str, Any] = {
-        "customerId": customer_id_arg(customer_id),
-        "delta": amount_arg("delta", delta, nonzero=True),
-        "reason": text_arg("reason", reason, max_length=500),
-    }
-    if reference_id is not None:
-        body["referenceId"] = text_arg("reference_id", reference_id)
-    if metadata is not None:
-        body["metadata"] = mapping_arg("metadata", metadata)
-    if adjusts is not None:
-        body["adjusts"] = mapping_arg("adjusts", adjusts)
-    return body
-
-
-def _batch_item(index: int, item: DeltaInput | Mapping[str, Any]) -> dict[str, Any]:
-    fields = attrs.asdict(item, recurse=False) if isinstance(item, DeltaInput) else item
-    if not isinstance(fields, Mapping):
-        raise InvalidArgumentError(f"batch item {index} must be a DeltaInput or a mapping, not {type(item).__name__}")
-    unknown = set(fields) - {"customer_id", "delta", "reason", "reference_id", "metadata"}
-    if unknown:
-        raise InvalidArgumentError(f"batch item {index} has unknown fields {sorted(unknown)} (use snake_case names)")
-    try:
-        return delta_body(**fields)
-    except InvalidArgumentError as error:
-        raise InvalidArgumentError(f"batch item {index}: {error.message}") from None
-    except TypeError:
-        raise InvalidArgumentError(f"batch item {index} needs customer_id, delta and reason") from None
 
 
 def _receipt(response: APIResponse) -> Receipt:
@@ -108,7 +85,10 @@ class AsyncBalance(AsyncAPIResource):
         """Record a balance delta (``POST /api/v1/balance/delta``).
 
         With `reference_id`, the idempotency key is derived from it and the customer: emitting
-        the same business event twice, even from a restarted process, records it once.
+        the same business event twice, even from a restarted process, records it once. The
+        second answer is PacSpace's first one again, with ``rec.replayed`` True; its `status`
+        is the first answer's (``await pac.balance.status(rec.record_id)`` gives today's).
+        The same `reference_id` with other content raises `IdempotencyConflictError`.
 
         >>> rec = await pac.balance.emit(customer_id="cust_1", delta=Decimal("-42.50"),
         ...                              reason="usage", reference_id="inv_1")
@@ -121,17 +101,22 @@ class AsyncBalance(AsyncAPIResource):
             metadata=metadata,
             adjusts=adjusts,
         )
-        response = await self._post(
-            "/api/v1/balance/delta",
-            body=body,
-            operation="balance.delta",
-            idempotency_key=idempotency_key,
-            reference=reference_id,
-            scope=body["customerId"],
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        try:
+            response = await self._post(
+                "/api/v1/balance/delta",
+                body=body,
+                operation="balance.delta",
+                idempotency_key=idempotency_key,
+                reference=reference_id,
+                scope=body["customerId"],
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+            )
+        except IdempotencyConflictError as error:
+            if idempotency_key is not None or reference_id is None:
+                raise  # the caller's own key: the server's words are about what the caller did
+            raise reference_conflict(error, reference_id=reference_id, customer_id=body["customerId"]) from None
         return structure(response.data, DeltaRecord, of=response)
 
     async def emit_batch(
@@ -146,7 +131,9 @@ class AsyncBalance(AsyncAPIResource):
         """Record many deltas, up to 100 per request (``POST /api/v1/balance/delta/batch``).
 
         Every item is checked before anything is sent. Results come back in your order
-        (`results[i].index == i`); an item already recorded is reported as `replayed`.
+        (`results[i].index == i`); an item PacSpace answers from its idempotency memory (already
+        recorded, or the same items sent again) has ``replayed`` True, and `result.replayed`
+        counts them. A replayed item's `status` is the one first answered.
         If a request fails, earlier requests stay recorded and the error is raised with
         `error.batch_progress`, the results confirmed so far: give every item a
         `reference_id` and call again with the same items to finish safely.
@@ -157,7 +144,7 @@ class AsyncBalance(AsyncAPIResource):
         """
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence) or not items:
             raise InvalidArgumentError("emit_batch needs a non-empty list of DeltaInput items")
-        bodies = [_batch_item(index, item) for index, item in enumerate(items)]
+        bodies = [batch_item(index, item) for index, item in enumerate(items)]
         chunks = [bodies[start : start + BATCH_LIMIT] for start in range(0, len(bodies), BATCH_LIMIT)]
         results: list[BatchItemResult] = []
         keys: list[str] = []
@@ -177,11 +164,7 @@ class AsyncBalance(AsyncAPIResource):
             # A batch whose every item names its business reference gets a key derived from
             # them (customer and reference, as for one emit), so resending the same items after
             # a failure replays instead of re-applying.
-            reference = (
-                "\x1f".join(f"{item['customerId']}\x1e{item['referenceId']}" for item in chunk)
-                if all(item.get("referenceId") for item in chunk)
-                else None
-            )
+            reference = batch_reference(chunk)
             try:
                 response = await self._post(
                     "/api/v1/balance/delta/batch",
@@ -202,6 +185,10 @@ class AsyncBalance(AsyncAPIResource):
                     chunk_results.append(structure({**item, "index": offset + local}, BatchItemResult, of=response))
             except PacSpaceError as error:
                 # What the earlier requests recorded is not lost with the error.
+                if isinstance(error, IdempotencyConflictError) and caller_key is None and reference is not None:
+                    told = batch_reference_conflict(error, first=offset, last=offset + len(chunk) - 1)
+                    told.batch_progress = progress()
+                    raise told from None
                 error.batch_progress = progress()
                 raise
             chunk_failed = sum(1 for result in chunk_results if result.failed)
@@ -346,7 +333,7 @@ class AsyncBalance(AsyncAPIResource):
             max_retries=max_retries,
             extra_headers=extra_headers,
         )
-        return attrs.evolve(final, idempotency_key=record.idempotency_key)
+        return attrs.evolve(final, idempotency_key=record.idempotency_key, replayed=record.replayed)
 
     # --- deriving and comparing -------------------------------------------------------------
 
@@ -386,11 +373,11 @@ class AsyncBalance(AsyncAPIResource):
         )
         query: dict[str, object] = dict(scope.wire())
         if limit is not None:
-            query["limit"] = count_arg("limit", limit, maximum=1000, positive=True)
+            query["limit"] = count_arg("limit", limit, maximum=MAX_DERIVE_LIMIT, positive=True)
         if offset is not None:
             query["offset"] = count_arg("offset", offset)
         response = await self._get(
-            f"/api/v1/balance/derive/{path_segment('customer_id', customer_id)}",
+            f"/api/v1/balance/derive/{customer_segment(customer_id)}",
             query=query,
             timeout=timeout,
             max_retries=max_retries,
@@ -433,7 +420,13 @@ class AsyncBalance(AsyncAPIResource):
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> DerivedBalance:
-        """`derive` over one month, ``"YYYY-MM"`` or a date in it."""
+        """`derive` over one month, ``"YYYY-MM"`` or a date in it (`derive_current_month` for this one)."""
+        if period is None:
+            # Passed on, None would mean "no scope": the current month, not the month asked for.
+            raise InvalidArgumentError(
+                "derive_for_period needs a period ('YYYY-MM' or a date); for the current month use "
+                "derive_current_month()"
+            )
         return await self.derive(
             customer_id,
             period=period,
@@ -567,7 +560,7 @@ class AsyncBalance(AsyncAPIResource):
         """A customer's receipt, scoped (``GET /api/v1/balance/receipt/{id}?period=...``)."""
         scope = Scope.check(period=period, time_preset=time_preset, start_date=start_date, end_date=end_date)
         response = await self._get(
-            f"/api/v1/balance/receipt/{path_segment('customer_id', customer_id)}",
+            f"/api/v1/balance/receipt/{customer_segment(customer_id)}",
             query=scope.wire(),
             timeout=timeout,
             max_retries=max_retries,
@@ -594,7 +587,7 @@ class AsyncBalance(AsyncAPIResource):
         """
         scope = Scope.check(period=period, time_preset=time_preset, start_date=start_date, end_date=end_date)
         response = await self._get(
-            f"/api/v1/balance/invoice-proof/{path_segment('customer_id', customer_id)}",
+            f"/api/v1/balance/invoice-proof/{customer_segment(customer_id)}",
             query=scope.wire(),
             timeout=timeout,
             max_retries=max_retries,
@@ -634,8 +627,9 @@ class AsyncBalance(AsyncAPIResource):
             "toSequence": None if to_sequence is None else count_arg("to_sequence", to_sequence),
             "limit": None if limit is None else count_arg("limit", limit, positive=True),
         }
+        ordered_args("from_sequence", from_sequence, "to_sequence", to_sequence)
         response = await self._get(
-            f"/api/v1/balance/gaps/{path_segment('customer_id', customer_id)}",
+            f"/api/v1/balance/gaps/{customer_segment(customer_id)}",
             query=query,
             timeout=timeout,
             max_retries=max_retries,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import InvalidArgumentError
 from .._models import structure
 from ..models.checkpoints import Checkpoint
 from ..pagination import AsyncPaginator, PageCursor
-from ._args import count_arg, customer_id_arg, text_arg
+from ._args import count_arg, customer_id_arg, text_arg, text_list_arg
 from ._base import AsyncAPIResource
 from ._scope import DateLike, PeriodLike, Scope
 
@@ -55,9 +54,7 @@ class AsyncCheckpoints(AsyncAPIResource):
         if mode is not None:
             body["mode"] = text_arg("mode", mode)
         if fingerprints is not None:
-            if isinstance(fingerprints, str) or not all(isinstance(f, str) and f for f in fingerprints):
-                raise InvalidArgumentError("fingerprints must be a list of non-empty strings")
-            body["fingerprints"] = list(fingerprints)
+            body["fingerprints"] = text_list_arg("fingerprints", fingerprints)
         response = await self._post(
             "/api/v1/balance/checkpoint",
             body=body,

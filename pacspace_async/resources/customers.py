@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from .._models import structure
 from ..models.customers import Customer, CustomerListItem, CustomersSummary
 from ..pagination import AsyncPaginator, PageCursor
-from ._args import count_arg, path_segment, text_arg
+from ._args import count_arg, customer_segment, text_arg
 from ._base import AsyncAPIResource
 from ._scope import PeriodLike, period_text
 
@@ -61,7 +61,7 @@ class AsyncCustomers(AsyncAPIResource):
             "period": None if period is None else period_text(period),
         }
         response = await self._get(
-            f"/api/v1/balance/customers/{path_segment('customer_id', customer_id)}",
+            f"/api/v1/balance/customers/{customer_segment(customer_id)}",
             query=query,
             timeout=timeout,
             max_retries=max_retries,

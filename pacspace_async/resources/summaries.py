@@ -30,12 +30,21 @@ from .._logging import logger
 from .._models import parse_datetime
 from .._requester import Clock, checked_extra_headers
 from ..models.summaries import FlushReport, SummaryFailure, SummaryProfile, SummaryQueueState
-from ._args import amount_arg, count_arg, customer_id_arg, mapping_arg, seconds_arg, text_arg
+from ._args import (
+    MAX_REASON_LENGTH,
+    amount_arg,
+    count_arg,
+    customer_id_arg,
+    mapping_arg,
+    reference_id_arg,
+    seconds_arg,
+    text_arg,
+)
 from .balance import BATCH_LIMIT, AsyncBalance
 
 __all__ = ["AsyncSummaries", "summary_reference_id"]
 
-_REASON_MAX = 500
+_REASON_MAX = MAX_REASON_LENGTH
 # Errors about the content of one request: the next chunk may well go through, so keep going.
 # Anything else (auth, credits, rate limits, the network) would fail every chunk the same way.
 _CHUNK_ERRORS = (InvalidArgumentError, BadRequestError, UnprocessableEntityError)
@@ -242,9 +251,7 @@ class AsyncSummaries:
         if reason is not None:
             text_arg("reason", reason, max_length=_REASON_MAX)
         reference = (
-            _reference_id(customer, amount, start, end)
-            if reference_id is None
-            else text_arg("reference_id", reference_id)
+            _reference_id(customer, amount, start, end) if reference_id is None else reference_id_arg(reference_id)
         )
         extra = mapping_arg("metadata", metadata)
         self._queue[f"{customer}|{start}|{end}"] = _Summary(
@@ -338,7 +345,7 @@ class AsyncSummaries:
                 if self._queue.get(key) is summary:
                     del self._queue[key]
                 submitted += 1
-                replayed += item.replayed
+                replayed += item.replayed is True
         return FlushReport(
             profile=profile,
             started_at=started_at,

@@ -48,7 +48,10 @@ class Balance:
         """Record a balance delta (``POST /api/v1/balance/delta``).
 
         With `reference_id`, the idempotency key is derived from it and the customer: emitting
-        the same business event twice, even from a restarted process, records it once.
+        the same business event twice, even from a restarted process, records it once. The
+        second answer is PacSpace's first one again, with ``rec.replayed`` True; its `status`
+        is the first answer's (``pac.balance.status(rec.record_id)`` gives today's).
+        The same `reference_id` with other content raises `IdempotencyConflictError`.
 
         >>> rec = pac.balance.emit(customer_id="cust_1", delta=Decimal("-42.50"),
         ...                        reason="usage", reference_id="inv_1")
@@ -81,7 +84,9 @@ class Balance:
         """Record many deltas, up to 100 per request (``POST /api/v1/balance/delta/batch``).
 
         Every item is checked before anything is sent. Results come back in your order
-        (`results[i].index == i`); an item already recorded is reported as `replayed`.
+        (`results[i].index == i`); an item PacSpace answers from its idempotency memory (already
+        recorded, or the same items sent again) has ``replayed`` True, and `result.replayed`
+        counts them. A replayed item's `status` is the one first answered.
         If a request fails, earlier requests stay recorded and the error is raised with
         `error.batch_progress`, the results confirmed so far: give every item a
         `reference_id` and call again with the same items to finish safely.
@@ -265,7 +270,7 @@ class Balance:
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> DerivedBalance:
-        """`derive` over one month, ``"YYYY-MM"`` or a date in it."""
+        """`derive` over one month, ``"YYYY-MM"`` or a date in it (`derive_current_month` for this one)."""
         return self._portal.call(
             functools.partial(
                 self._wrapped.derive_for_period,

@@ -302,7 +302,7 @@ async def test_emit_batch_counts_replays_and_lists_failures(
     }
     assert result.replayed == 1
     assert result.results[0].replayed is True
-    assert result.results[2].replayed is False
+    assert result.results[2].replayed is None  # neither the item nor a header says
     assert [item.index for item in result.failures] == [1]
     assert result.failures[0].error == "CADENCE_LIMIT"
     assert result.failures[0].failed is True
