@@ -8,14 +8,15 @@ proofs that verify without a key, errors that say what to do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import attrs
 from aiohttp import web
@@ -28,9 +29,19 @@ from ._logging import logger
 from .models.balance import DeltaRecord
 from .webhooks import InMemoryReplayCache, WebhookVerifier
 
-__all__ = ["run_demo"]
+__all__ = ["MAX_EMITS", "MAX_FAULT_RATE", "run_demo"]
+
+T = TypeVar("T")
 
 CUSTOMERS = tuple(f"agent-cust-{n:02d}" for n in range(10))
+MAX_EMITS = 5000
+"""More would only make the demo longer: every check is already shown at the default 500."""
+MAX_FAULT_RATE = 0.5
+"""Above this, a run is mostly the SDK's backoff waits (a fault-free attempt gets rare)."""
+RESENDS = 5
+"""How often the agent sends a call again after the SDK's own retries ran out."""
+RATE_LIMIT, STORM = 10, 12
+"""The 429 step: requests per second the emulator allows, and concurrent emits sent at it."""
 
 
 @attrs.define
@@ -52,6 +63,25 @@ class RetryCounter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "retry" in record.getMessage():
             self.retries += 1
+
+
+@attrs.define
+class Resender:
+    """What an agent does with an error whose action says retry, once the SDK's own retries ran
+    out: send the very same call again. For an emit that is safe because its reference id
+    names the business event: the server answers the same record, never a second one."""
+
+    resent: int = 0
+
+    async def __call__(self, call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(RESENDS + 1):
+            try:
+                return await call()
+            except PacSpaceError as error:
+                if not error.retryable or attempt == RESENDS:
+                    raise
+                self.resent += 1
+        raise AssertionError("unreachable")  # the loop returns or raises
 
 
 @contextmanager
@@ -156,9 +186,11 @@ class WebhookInbox:
         return web.Response(status=200)
 
     async def start(self) -> None:
+        from .testing._serverlog import server_logger
+
         app = web.Application()
         app.router.add_post("/webhooks/pacspace", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, logger=server_logger())
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -173,6 +205,8 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
     from .testing import Emulator, Faults
 
     outcomes: list[Outcome] = []
+    customers = CUSTOMERS[: min(emits, len(CUSTOMERS))]  # each one gets at least one emit
+    agent = Resender()
     rng = random.Random(2026)
     inbox = WebhookInbox("whsec_demo_agent_inbox")
     await inbox.start()
@@ -187,7 +221,7 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
             sent: dict[str, Decimal] = {}
             plan = []
             for n in range(emits):
-                customer = CUSTOMERS[n % len(CUSTOMERS)]
+                customer = customers[n % len(customers)]
                 amount = Decimal(rng.randint(-5000, 2000)) / 100 or Decimal("-0.01")
                 plan.append((customer, amount, f"usage-2026-11-28-{n:04d}"))
                 sent[customer] = sent.get(customer, Decimal(0)) + amount
@@ -195,8 +229,10 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
             with _counting_retries() as counter, screen.progress(emits, "emitting") as update:
 
                 async def one(customer: str, amount: Decimal, reference: str) -> None:
-                    record = await pac.balance.emit(
-                        customer_id=customer, delta=amount, reason="api_usage", reference_id=reference
+                    record = await agent(
+                        lambda: pac.balance.emit(
+                            customer_id=customer, delta=amount, reason="api_usage", reference_id=reference
+                        )
                     )
                     records.append(record)
                     update(len(records), counter.retries)
@@ -205,10 +241,11 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
                 retries = counter.retries
             stored = emu.deltas(environment=Environment.SANDBOX)
             faults_hit = sum(1 for r in emu.requests if r.fault)
+            resent = f", {agent.resent} sent again by the agent" if agent.resent else ""
             outcomes.append(
                 Outcome(
                     "emits under faults",
-                    f"{len(records)} sent, {faults_hit} faults injected, {retries} retries by the SDK",
+                    f"{len(records)} sent, {faults_hit} faults injected, {retries} retries by the SDK{resent}",
                     len(records) == emits,
                 )
             )
@@ -217,7 +254,7 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
             screen.step("Comparing the emulator's ledger with what was sent")
             references = Counter(d.reference_id for d in stored)
             duplicates = sum(count - 1 for count in references.values() if count > 1)
-            ledger = {c: sum((d.delta for d in stored if d.customer_id == c), Decimal(0)) for c in CUSTOMERS}
+            ledger = {c: sum((d.delta for d in stored if d.customer_id == c), Decimal(0)) for c in customers}
             exact = ledger == sent and len(stored) == emits
             screen.say(f"  {len(stored)} deltas stored for {emits} sent, {duplicates} duplicates; sums equal: {exact}")
             outcomes.append(Outcome("no double counting", f"{len(stored)} stored, {duplicates} duplicates", exact))
@@ -228,7 +265,9 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
 
             async def settled(record: DeltaRecord) -> DeltaRecord:
                 async with gate:
-                    return await pac.balance.wait_for_verified(record.record_id, timeout=20, poll_interval=0.1)
+                    return await agent(
+                        lambda: pac.balance.wait_for_verified(record.record_id, timeout=20, poll_interval=0.1)
+                    )
 
             finals = await asyncio.gather(*(settled(r) for r in records))
             verified = sum(1 for f in finals if f.status == "VERIFIED")
@@ -237,13 +276,15 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
 
             # 4. balances derived by PacSpace match the agent's own books
             screen.step("Deriving balances")
-            derived = await asyncio.gather(*(pac.balance.derive_current_month(c) for c in CUSTOMERS))
-            matches = sum(1 for c, d in zip(CUSTOMERS, derived, strict=True) if d.computed_balance == sent[c])
-            for customer, balance in list(zip(CUSTOMERS, derived, strict=True))[:3]:
+            derived = await asyncio.gather(
+                *(agent(functools.partial(pac.balance.derive_current_month, c)) for c in customers)
+            )
+            matches = sum(1 for c, d in zip(customers, derived, strict=True) if d.computed_balance == sent[c])
+            for customer, balance in list(zip(customers, derived, strict=True))[:3]:
                 screen.say(f"  {customer}: {balance.computed_balance} over {balance.deltas_count} deltas")
             outcomes.append(
                 Outcome(
-                    "derived balances", f"{matches}/{len(CUSTOMERS)} match the agent's books", matches == len(CUSTOMERS)
+                    "derived balances", f"{matches}/{len(customers)} match the agent's books", matches == len(customers)
                 )
             )
 
@@ -322,33 +363,39 @@ async def _errors(screen: Screen, emu: Any) -> list[Outcome]:
         "403 missing permission",
     )
 
-    emu.rate_limit = 2.0
+    emu.rate_limit = float(RATE_LIMIT)  # a burst of RATE_LIMIT requests passes, the next one is refused
     limited = emu.create_key(Environment.SANDBOX)
     async with AsyncPacSpace(limited, base_urls=emu.base_urls, max_retries=0) as impatient:
         caught: RateLimitError | None = None
-        for n in range(4):
+        for n in range(RATE_LIMIT + 2):
             try:
                 await impatient.balance.emit(**args, reference_id=f"burst-{n}")
             except RateLimitError as error:
                 caught = error
                 break
     if caught is not None:
-        screen.say(
-            f"  429 with max_retries=0: {type(caught).__name__}, action={caught.action.name}, "
-            f"retry_after={caught.retry_after}"
-        )
-    with _counting_retries() as counter:
-        async with AsyncPacSpace(limited, base_urls=emu.base_urls, max_retries=8) as patient:
-            await asyncio.gather(*(patient.balance.emit(**args, reference_id=f"storm-{n}") for n in range(6)))
+        wait = "" if caught.retry_after is None else f", retry_after={caught.retry_after:.2f}s"
+        screen.say(f"  429 with max_retries=0: {type(caught).__name__}, action={caught.action.name}{wait}")
+    # Counted from the emulator's side: what the server answered, whatever the SDK logs about it.
+    key_id = limited.split(".", 1)[0]
+
+    def answered_429() -> int:
+        return sum(1 for request in emu.requests if request.key_id == key_id and request.status == 429)
+
+    before = answered_429()
+    async with AsyncPacSpace(limited, base_urls=emu.base_urls, max_retries=8) as patient:
+        storm = await asyncio.gather(*(patient.balance.emit(**args, reference_id=f"storm-{n}") for n in range(STORM)))
     emu.rate_limit = None
+    limited_answers = answered_429() - before
     screen.say(
-        f"  429 with a client that waits (max_retries=8): waited out, 6/6 recorded after {counter.retries} waits"
+        f"  429 with a client that waits (max_retries=8): {limited_answers} answers were 429, "
+        f"waited out, {len(storm)}/{STORM} recorded"
     )
     outcomes.append(
         Outcome(
             "429 rate limit",
-            f"RateLimitError then waited out ({counter.retries} waits)",
-            caught is not None and counter.retries > 0,
+            f"RateLimitError, then {limited_answers} 429s waited out",
+            caught is not None and len(storm) == STORM,
         )
     )
     return outcomes

@@ -17,6 +17,13 @@ of threads may share one client.
   idempotent. A call on a closed client raises a `RuntimeError` that names the fix.
 - ``__del__`` only warns (``ResourceWarning``) when the loop still runs; it never blocks or
   schedules work.
+- At interpreter exit, a client still open gets one ``ResourceWarning`` and is closed for its
+  owner (pools closed, queued summaries dropped, loop stopped), all of them within
+  ``EXIT_GRACE`` seconds. Left to the interpreter's final collection instead, aiohttp's pools
+  are torn down from the main thread while this loop still runs in its own: warnings issued too
+  late to be shown, "Unclosed client session" noise, and under ``python -X dev`` (asyncio debug)
+  a ``RuntimeError`` from an event loop touched by the wrong thread. Calls still in flight in
+  other (daemon) threads are not cut short: the client is then left as it is.
 
 A call is one hop each way: the calling thread hands ``func`` to the loop with
 ``call_soon_threadsafe`` and blocks on a future; the loop runs it as a task and resolves the
@@ -30,20 +37,24 @@ owns the loop and runs the close.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import inspect
 import os
 import threading
+import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, TypeVar, overload
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
-__all__ = ["Portal", "THREAD_NAME"]
+__all__ = ["EXIT_GRACE", "Portal", "THREAD_NAME"]
 
 T = TypeVar("T")
 
@@ -57,6 +68,13 @@ _IN_LOOP_WARNING = (
     "PacSpace was called from a thread that is running an event loop (a notebook or async code): "
     "each call blocks the running loop; prefer AsyncPacSpace there"
 )
+_NOT_CLOSED = "a PacSpace client was not closed; use `with PacSpace(...) as pac:` or call pac.close()"
+_NOT_CLOSED_AT_EXIT = (
+    "a PacSpace client{key} was still open at exit; it was closed for you, dropping any queued "
+    "summaries: use `with PacSpace(...) as pac:` or call pac.close()"
+)
+EXIT_GRACE = 1.0
+"""Seconds the at-exit close of forgotten clients may take in all (calls in flight, pools, loop threads)."""
 _FROM_OWN_LOOP = (
     "a PacSpace call was made from the client's own event-loop thread (for example from an "
     "on_auth_error hook or a key provider); such callbacks must not call the sync client back"
@@ -307,15 +325,49 @@ class Portal:
             portal.start_task_soon(portal.stop).result()
             thread.join()
 
+    def _close_at_exit(self, deadline: float) -> None:
+        """At interpreter exit, for a client its owner did not close: warn, then close it by `deadline`."""
+        if self._closed or not self.running or not self._lock.acquire(timeout=_left(deadline)):
+            return
+        try:
+            portal, loop, thread = self._portal, self._loop, self._thread
+            if self._closed or portal is None or loop is None or thread is None:
+                return
+            self._closed = True  # from here on, new calls are refused
+            self._portal = None
+            self._loop = None
+            self._thread = None
+        finally:
+            self._lock.release()
+        client = getattr(self._forget_pools_after_fork, "__self__", None)  # the async client (a bound method)
+        key_id = getattr(client, "key_id", None)
+        try:
+            # No frame of the owner's is left to point at: a location that says when, on one line.
+            warnings.warn_explicit(
+                _NOT_CLOSED_AT_EXIT.format(key=f" (key {key_id})" if key_id else ""),
+                ResourceWarning,
+                filename="<interpreter exit>",
+                lineno=0,
+                module="pacspace_sync",
+            )
+        finally:
+            aclose = getattr(client, "aclose", None)
+            steps: list[Callable[[], Coroutine[Any, Any, object]]] = [self._drain]
+            if aclose is not None:  # no summary flush: it could mean network calls while exit waits
+                steps.append(functools.partial(aclose, flush_summaries=False))
+            steps.append(portal.stop)
+            try:
+                for step in steps:
+                    _run_by(deadline, step, loop)
+                thread.join(_left(deadline))
+            except (FutureTimeoutError, asyncio.TimeoutError, RuntimeError):
+                pass  # a call still in flight, or a wedged loop: leave it, never hold up exit
+
     def __del__(self) -> None:
         try:
             thread = self._thread
             if thread is not None and not self._closed and self._pid == os.getpid() and thread.is_alive():
-                warnings.warn(
-                    "a PacSpace client was not closed; use `with PacSpace(...) as pac:` or call pac.close()",
-                    ResourceWarning,
-                    stacklevel=2,
-                )
+                warnings.warn(_NOT_CLOSED, ResourceWarning, stacklevel=2)
         except Exception:  # interpreter shutdown, or __init__ never finished
             pass
 
@@ -376,9 +428,38 @@ def _cancel(call: _Call) -> None:
         task.cancel()
 
 
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def _run_by(deadline: float, step: Callable[[], Coroutine[Any, Any, object]], loop: asyncio.AbstractEventLoop) -> None:
+    """Run `step` in `loop`, waiting for it until `deadline` at most (the portal's own hand-over
+    to the loop has no bound, and a wedged loop must not hold the interpreter)."""
+    coroutine = step()
+    try:
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:  # the loop has closed meanwhile
+        coroutine.close()
+        raise
+    future.result(_left(deadline))
+
+
 def _reset_after_fork() -> None:
     for portal in list(_PORTALS):
         portal._reset_after_fork()
+
+
+@atexit.register
+def _close_forgotten_portals() -> None:
+    failure: BaseException | None = None
+    deadline = time.monotonic() + EXIT_GRACE
+    for portal in list(_PORTALS):
+        try:
+            portal._close_at_exit(deadline)
+        except Exception as error:  # `-W error` makes the warning raise: close the others first
+            failure = failure or error
+    if failure is not None:
+        raise failure
 
 
 if hasattr(os, "register_at_fork"):

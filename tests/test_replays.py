@@ -55,7 +55,7 @@ async def test_a_repeated_emit_is_reported_replayed_with_the_first_answers_statu
 ) -> None:
     emit = {"customer_id": "cust_1", "delta": Decimal("-4.20"), "reason": "usage", "reference_id": "inv_1"}
     first = await pacspace_client.balance.emit(**emit)
-    assert first.replayed is not True  # a first answer: "new" (False) or nothing said (None)
+    assert first.replayed is False  # the emulator says "new" on every keyed POST it records
     assert first.status == DeltaStatus.QUEUED
     pacspace_emulator.settle()
 

@@ -25,6 +25,7 @@ from .._environments import Environment
 from ._deliveries import Dispatcher, WebhookDeliveryRecord
 from ._faults import Decision, FaultPlan, Faults
 from ._merkle import canonical_json, require_keccak
+from ._serverlog import server_logger
 from ._state import (
     PERMISSIONS,
     SCOPE_LIMITS,
@@ -123,6 +124,7 @@ class _Trace:
     key_id: str | None = None
     replayed: bool = False
     slowed: bool = False  # a "slow" fault already waited (where a write would happen)
+    keyed: bool = False  # a POST carrying an Idempotency-Key: its answer says whether it is a replay
 
 
 def _loop_time() -> float:
@@ -235,7 +237,8 @@ class Emulator:
             for environment in Environment:
                 app = web.Application()
                 self._add_routes(app, environment)
-                runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+                # No access log, and a logger that never quotes request bytes (header values).
+                runner = web.AppRunner(app, access_log=None, logger=server_logger(), shutdown_timeout=1.0)
                 await runner.setup()
                 self._runners.append(runner)
                 site = web.TCPSite(runner, self.host, self._ports.get(environment, 0))
@@ -626,7 +629,10 @@ class Emulator:
         raw = await request.read()
         idempotency_key = request.headers.get("Idempotency-Key") or None
         decision = self._plan.decide(request.method, request.path, route.template, idempotency_key)
-        trace = _Trace(key_id=_key_id(request.headers.get("X-Api-Key")))
+        trace = _Trace(
+            key_id=_key_id(request.headers.get("X-Api-Key")),
+            keyed=request.method == "POST" and idempotency_key is not None,
+        )
         fault = None if decision is None else decision.kind
         if fault in _FAULT_CODES:
             assert fault is not None
@@ -659,8 +665,11 @@ class Emulator:
 
     def _response(self, reply: Reply, trace: _Trace) -> web.Response:
         headers = {**reply.headers, "X-Request-Id": "req_" + secrets.token_hex(8)}
+        # As Stripe does: every successful keyed POST says whether it came from idempotency memory.
         if trace.replayed:
             headers["Idempotent-Replayed"] = "true"
+        elif trace.keyed and 200 <= reply.status < 300:
+            headers["Idempotent-Replayed"] = "false"
         return web.Response(
             body=dumps(reply.body), status=reply.status, headers=headers, content_type="application/json"
         )

@@ -88,7 +88,7 @@ async def test_a_wait_above_max_retry_after_is_raised_at_once() -> None:
 
     check_ledger(calls, deltas)
     assert len(deltas) == 1
-    assert elapsed < 1.5  # nobody slept (the hint was ~2 s)
+    assert elapsed < 1.9  # nobody slept (the hint was ~2 s)
     # The first wave was refused by the server; the calls after it by the closed gate, unsent.
     assert len(requests) <= 32
     for call in calls:
@@ -118,7 +118,7 @@ async def test_a_wait_that_would_pass_the_deadline_is_raised_at_once(max_retries
         deltas = emu.deltas()
     check_ledger(calls, deltas)
     assert len(deltas) == 1
-    assert elapsed < 1.5  # raised at once: the ~2 s hint was not slept
+    assert elapsed < 1.9  # raised at once: the ~2 s hint was not slept
     for call in calls:
         if call.record is None:
             assert isinstance(call.error, RateLimitError)

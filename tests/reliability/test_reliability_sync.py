@@ -158,8 +158,8 @@ def test_16_threads_raise_a_wait_above_max_retry_after_at_once(thread_emulator: 
         started = time.monotonic()
         run_threads(pac, calls)
         elapsed = time.monotonic() - started
-    assert elapsed < 1.5
-    assert waits == []
+    assert waits == []  # nobody slept: the wait (~2 s) was raised at once
+    assert elapsed < 1.9  # loosely: a shared 2-core machine may be slow to run 64 calls
     # The first wave (one call per thread) reached the server; the gate refused the rest unsent.
     assert len(delta_requests(emu.requests)) <= 16
     check_ledger(calls, emu.deltas())
