@@ -7,12 +7,16 @@ answers like a model API would (Anthropic Messages style: ``tool_use`` blocks in
 blocks back). Swap `ScriptedModel.create` for a real ``client.messages.create(tools=TOOLS, ...)``
 and the loop stays the same.
 
-What the script does, as a model would: it sends an emit with a bad amount and no reference_id,
-reads the ``fix_input`` result and fixes both; its next emit loses its answer (the connection
-drops after the write), so it sends the very same call again, same reference_id, and the ledger
-still holds one delta; then it waits for verification, derives and compares balances, commits a
-checkpoint, fetches the receipt and verifies the delta's proof with no key. A 429 on the way is
-waited out by the loop (``wait_and_retry`` with ``retry_after``).
+The agent gets a `ToolPolicy`: without one the tools are read-only. This one lets it emit deltas
+of at most 100 and commit checkpoints, and logs one audit record per tool call.
+
+What the script does, as a model would: it sends an emit with no reference_id, reads the
+``fix_input`` result and fixes it; its next emit loses its answer (the connection drops after the
+write), so it sends the very same call again, same reference_id, and the ledger still holds one
+delta; then it waits for verification, derives and compares balances, commits a checkpoint,
+fetches the receipt and verifies the delta's proof with no key. Last, it offers a goodwill credit
+of 500, which the policy refuses without sending anything (``alert_operator``): the model leaves
+it to a human. A 429 on the way is waited out by the loop (``wait_and_retry`` with ``retry_after``).
 """
 
 from __future__ import annotations
@@ -21,16 +25,31 @@ import asyncio
 import itertools
 import json
 import sys
+from collections import Counter
 from collections.abc import Generator
+from decimal import Decimal
 from typing import Any
 
 from pacspace_async import AsyncPacSpace
 from pacspace_async.testing import Emulator
-from pacspace_async.tools import anthropic_tools, call_tool
+from pacspace_async.tools import ToolCallRecord, ToolPolicy, anthropic_tools, call_tool
 
 CUSTOMER = "cust_acme"
 REFERENCE = "acme-usage-2026-11-28"
-TOOLS = anthropic_tools()  # plain dicts: pass them as `tools=` to the Messages API
+AUDIT: Counter[str] = Counter()
+
+
+def audit(record: ToolCallRecord) -> None:
+    """One record per tool call (allowed, refused or failed); a real host would store it."""
+    AUDIT[record.outcome] += 1
+
+
+POLICY = ToolPolicy(
+    allow=("read", "pacspace_emit_delta", "pacspace_create_checkpoint"),
+    max_abs_delta=Decimal("100"),
+    on_tool_call=audit,
+)
+TOOLS = anthropic_tools(policy=POLICY)  # plain dicts: pass them as `tools=` to the Messages API
 
 # What the model is asked to do.
 TASK = (
@@ -45,10 +64,10 @@ Plan = Generator[Call, dict[str, Any], str]
 
 def plan() -> Plan:
     """The model's reasoning, scripted: each `yield` is a tool call; it receives the tool's result."""
-    # A first attempt with mistakes a model makes: a comma in the amount, no reference_id.
-    result = yield ("pacspace_emit_delta", {"customer_id": CUSTOMER, "delta": "-42,50", "reason": "api_usage"})
+    # A first attempt with a mistake a model makes: no reference_id.
+    result = yield ("pacspace_emit_delta", {"customer_id": CUSTOMER, "delta": "-42.50", "reason": "api_usage"})
     assert result["error"]["action"] == "fix_input", result
-    # It reads the errors and fixes the call: a decimal string, and the event id as reference_id.
+    # It reads the error and fixes the call: the event id as reference_id.
     emit = {"customer_id": CUSTOMER, "delta": "-42.50", "reason": "api_usage", "reference_id": REFERENCE}
     result = yield ("pacspace_emit_delta", emit)
     while not result["ok"]:
@@ -71,12 +90,17 @@ def plan() -> Plan:
     ]
     receipt = (yield ("pacspace_get_receipt", {"customer_id": CUSTOMER, "period": balance["period"]}))["result"]
     verified = (yield ("pacspace_verify_proof", {"proof_root": proof}))["result"]
+    # Beyond what this agent may do alone: the policy refuses it, and nothing is sent.
+    goodwill = {"customer_id": CUSTOMER, "delta": "500", "reason": "goodwill", "reference_id": f"{REFERENCE}-gw"}
+    refused = yield ("pacspace_emit_delta", goodwill)
+    assert refused["error"]["action"] == "alert_operator", refused
     winner = "ours" if compared["matches_yours"] else "theirs" if compared["matches_theirs"] else "neither"
     return (
         f"Billed {CUSTOMER} {balance['computed_balance']} (record {record_id}, verified). "
         f"The ledger says {compared['neutral_balance']}: {winner} is right. "
         f"Checkpoint {checkpoint['checkpoint_id']} commits {balance['period']}; receipt {receipt['receipt_id']} "
-        f"shows a final balance of {receipt['final_balance']}. Proof {proof[:12]}... verified: {verified['verified']}."
+        f"shows a final balance of {receipt['final_balance']}. Proof {proof[:12]}... verified: {verified['verified']}. "
+        f"The goodwill credit of 500 needs a human operator ({refused['error']['code']})."
     )
 
 
@@ -107,7 +131,7 @@ class ScriptedModel:
 async def run_tool(pac: AsyncPacSpace, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """One tool call, with the loop's own policy for waits: a 429 is waited out here."""
     for _ in range(5):
-        result = await call_tool(pac, name, arguments)
+        result = await call_tool(pac, name, arguments, policy=POLICY)
         error = result.get("error")
         if error is None or error["action"] != "wait_and_retry" or error["retry_after"] is None:
             return result
@@ -119,7 +143,8 @@ async def run_tool(pac: AsyncPacSpace, name: str, arguments: dict[str, Any]) -> 
 def show(result: dict[str, Any]) -> str:
     if not result["ok"]:
         error = result["error"]
-        return f"{error['action']}: {error['class']}: {error['message'][:110]}"
+        code = f" {error['code']}" if error["code"] else ""
+        return f"{error['action']}: {error['class']}{code}: {error['message'][:110]}"
     shown = {k: v for k, v in result["result"].items() if v is not None and not isinstance(v, (list, dict))}
     return "ok " + json.dumps(shown)[:130]
 
@@ -161,6 +186,7 @@ async def main() -> int:
         ledger = emu.deltas(CUSTOMER)
         sent = sum(1 for r in emu.requests if r.method == "POST" and r.path == "/api/v1/balance/delta")
     print(f"ledger: {len(ledger)} delta for {REFERENCE} after {sent} emit requests")
+    print(f"audit: {sum(AUDIT.values())} tool calls: " + ", ".join(f"{n} {o}" for o, n in sorted(AUDIT.items())))
     if len(ledger) != 1 or str(ledger[0].delta) != "-42.50":
         print("FAILED: the ledger should hold exactly one delta of -42.50", file=sys.stderr)
         return 1

@@ -7,8 +7,9 @@ failing on purpose (5xx answers, connections dropped before or after the write, 
 
 One `pacspace_sync.PacSpace` is shared by every thread (it is thread-safe: all calls hop to its
 own event-loop thread and share one connection pool). Each event is billed with
-``pacspace_sync.tools.call_tool(pac, "pacspace_emit_delta", ...)``, the same tool an agent uses,
-and the worker acts on the result's ``action`` the way an agent framework would: ``retry`` and
+``pacspace_sync.tools.call_tool(pac, "pacspace_emit_delta", ..., policy=POLICY)``, the same tool
+an agent uses (the policy lets it emit, at most 10 per event: without one the tools are
+read-only), and the worker acts on the result's ``action`` the way an agent framework would: ``retry`` and
 ``wait_and_retry`` send the very same arguments again (same ``reference_id``), ``fix_input`` and
 ``alert_operator`` stop. Retries are safe because the reference id makes every emit idempotent:
 at the end the ledger holds exactly one delta per event, and every customer's balance matches.
@@ -26,7 +27,7 @@ from typing import Any
 
 from pacspace_async.testing import Emulator, Faults
 from pacspace_sync import PacSpace
-from pacspace_sync.tools import call_tool
+from pacspace_sync.tools import ToolCallRecord, ToolPolicy, call_tool
 
 CUSTOMERS = ("cust_north", "cust_south", "cust_east")
 EVENTS: list[dict[str, Any]] = [
@@ -41,14 +42,25 @@ EVENTS: list[dict[str, Any]] = [
 ]
 
 attempts: Counter[str] = Counter()
+audited: Counter[str] = Counter()
 _lock = threading.Lock()
+
+
+def audit(record: ToolCallRecord) -> None:
+    """One audit record per tool call, allowed, refused or failed (here: counted)."""
+    with _lock:
+        audited[record.outcome] += 1
+
+
+# One policy for the whole pool: it may emit (no single event above 10) and read, nothing else.
+POLICY = ToolPolicy(allow=("read", "pacspace_emit_delta"), max_abs_delta=Decimal("10"), on_tool_call=audit)
 
 
 def call_with_retries(pac: PacSpace, name: str, arguments: dict[str, Any], *, tries: int = 10) -> dict[str, Any]:
     """Run one tool call, acting on each failure's action; the arguments never change."""
     result: dict[str, Any] = {}
     for attempt in range(tries):
-        result = call_tool(pac, name, arguments)
+        result = call_tool(pac, name, arguments, policy=POLICY)
         with _lock:
             attempts["calls"] += 1
         if result["ok"]:
@@ -101,11 +113,23 @@ def main() -> int:
         ledger = emu.deltas()
         drops = sum(1 for r in emu.requests if r.fault == "drop_after_write")
     references = Counter(d.reference_id for d in ledger)
+    records = sum(audited.values())
+    print(
+        f"audit: {records} records for {attempts['calls']} tool calls"
+        + (", one per call" if records == attempts["calls"] else "")
+        + f" ({', '.join(f'{n} {outcome}' for outcome, n in sorted(audited.items()))})"
+    )
     print(
         f"ledger: {len(ledger)} deltas for {len(EVENTS)} events, "
         f"{drops} writes whose answer was lost, none counted twice"
     )
-    if failed or mismatches or len(ledger) != len(EVENTS) or max(references.values()) != 1:
+    if (
+        failed
+        or mismatches
+        or len(ledger) != len(EVENTS)
+        or max(references.values()) != 1
+        or records != attempts["calls"]
+    ):
         print("FAILED: every event should be recorded exactly once", file=sys.stderr)
         return 1
     return 0

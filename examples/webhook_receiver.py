@@ -9,6 +9,8 @@ The endpoint verifies ``X-PacSpace-Signature`` / ``X-PacSpace-Timestamp`` over t
 `WebhookVerifier` (a replay cache refuses a captured copy), answers 400 to anything that does
 not verify and 200 to the rest at once, and queues the event. The agent side reads the queue and
 acts with a tool call: on ``delta.verified`` it checks the delta with ``pacspace_delta_status``.
+The agent's `ToolPolicy` lets it emit (the tools are read-only without one), for these two
+customers only.
 A forged delivery (a real one with its amount changed) is refused with 400.
 """
 
@@ -23,7 +25,7 @@ from aiohttp import web
 
 from pacspace_async import DeltaVerifiedData, WebhookEvent, WebhookVerificationError
 from pacspace_async.testing import Emulator
-from pacspace_async.tools import call_tool
+from pacspace_async.tools import ToolPolicy, call_tool
 from pacspace_async.webhooks import InMemoryReplayCache, WebhookVerifier
 
 SECRET = "whsec_example_receiver_secret"
@@ -32,6 +34,7 @@ EMITS = [
     {"customer_id": "cust_acme", "delta": "-3.50", "reason": "api_usage", "reference_id": "evt-usage-002"},
     {"customer_id": "cust_globex", "delta": "100", "reason": "top_up", "reference_id": "evt-topup-001"},
 ]
+POLICY = ToolPolicy(allow=("read", "pacspace_emit_delta"), customers=("cust_acme", "cust_globex"))
 
 
 class Receiver:
@@ -91,7 +94,7 @@ async def main() -> int:
             print(f"receiver listening on {receiver.url}")
             records: dict[str, str] = {}
             for arguments in EMITS:
-                result = await call_tool(pac, "pacspace_emit_delta", arguments)
+                result = await call_tool(pac, "pacspace_emit_delta", arguments, policy=POLICY)
                 assert result["ok"], result
                 records[result["result"]["record_id"]] = arguments["reference_id"]
                 print(f"agent: emitted {arguments['reference_id']} -> {result['result']['record_id']}")
@@ -105,7 +108,7 @@ async def main() -> int:
                     break
                 data = event.data
                 if event.type == "delta.verified" and isinstance(data, DeltaVerifiedData) and data.record_id:
-                    status = await call_tool(pac, "pacspace_delta_status", {"record_id": data.record_id})
+                    status = await call_tool(pac, "pacspace_delta_status", {"record_id": data.record_id}, policy=POLICY)
                     print(
                         f"agent: {event.type} {data.record_id} ({data.delta}) -> "
                         f"pacspace_delta_status says {status['result']['status']}"

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from . import _mcp_command
 from ._credentials import API_KEY_VARIABLE, NO_KEY, ApiKey
 from ._environments import Environment
 from ._errors import ConfigurationError, InvalidArgumentError, PacSpaceError, WebhookVerificationError
@@ -396,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--body", required=True, help="file with the raw body, - for stdin")
     check.add_argument("--secret-env", default=None, help=f"variable holding the secret (default {SECRET_ENV_VAR})")
+    _mcp_command.add_parser(commands)
     return parser
 
 
@@ -416,6 +418,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     if check is not None:
         check(args)
     try:
+        if args.command == "mcp":
+            return _mcp_command.run(args, err)
         if args.command == "key":
             return _key_inspect(args, out, err)
         if args.command == "webhook":

@@ -1,29 +1,28 @@
-"""`pacspace_sync.tools`: generated from `pacspace_async.tools`; the same tools, blocking."""
+"""`pacspace_sync.tools`: the blocking twin of `pacspace_async.tools`, written by hand (a package the
+sync generator does not mirror): the same objects, and a `call_tool` that blocks."""
 
 from __future__ import annotations
 
-import importlib.util
+import asyncio
 import inspect
 import json
-import sys
 from decimal import Decimal
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-import pacspace_async
 import pacspace_async.tools as async_tools
 import pacspace_sync.tools as sync_tools
 from pacspace_async.testing import Emulator
 from pacspace_sync import PacSpace
 
-REPO = Path(__file__).resolve().parents[2]
 EMIT = {"customer_id": "cust_sync", "delta": "-1.25", "reason": "usage", "reference_id": "sync-ref-1"}
+EMITS = sync_tools.ToolPolicy(allow=("read", "pacspace_emit_delta"))
 
 
 def test_the_sync_module_exports_the_same_names() -> None:
     assert sync_tools.__all__ == async_tools.__all__
+    assert sorted(sync_tools.__all__) == sync_tools.__all__
+    assert "call_tool" in sync_tools.__all__
     for name in async_tools.__all__:
         if name == "call_tool":
             assert getattr(sync_tools, name) is not getattr(async_tools, name)
@@ -54,11 +53,12 @@ def test_the_sync_call_tool_mirrors_the_async_signature() -> None:
 def test_sync_call_tool_round_trips_and_replays_once(
     pacspace_sync_client: PacSpace, pacspace_emulator_thread: Emulator
 ) -> None:
-    first = sync_tools.call_tool(pacspace_sync_client, "pacspace_emit_delta", EMIT)
+    first = sync_tools.call_tool(pacspace_sync_client, "pacspace_emit_delta", EMIT, policy=EMITS)
     assert first["ok"] is True, first
     for _ in range(2):
-        again = sync_tools.call_tool(pacspace_sync_client, "pacspace_emit_delta", json.dumps(EMIT))
+        again = sync_tools.call_tool(pacspace_sync_client, "pacspace_emit_delta", json.dumps(EMIT), policy=EMITS)
         assert again["result"]["record_id"] == first["result"]["record_id"]
+        assert again["result"]["replayed"] is True
     assert len(pacspace_emulator_thread.deltas("cust_sync")) == 1
     record_id = first["result"]["record_id"]
     final = sync_tools.call_tool(
@@ -72,8 +72,13 @@ def test_sync_call_tool_round_trips_and_replays_once(
 
 @pytest.mark.pacspace_emulator(verify_delay=0.02)
 def test_sync_call_tool_returns_actions(pacspace_sync_client: PacSpace, pacspace_emulator_thread: Emulator) -> None:
-    bad = sync_tools.call_tool(pacspace_sync_client, "pacspace_emit_delta", {**EMIT, "delta": "one"})
+    bad = sync_tools.call_tool(pacspace_sync_client, "pacspace_emit_delta", {**EMIT, "delta": "one"}, policy=EMITS)
     assert bad["error"]["action"] == "fix_input"
+    assert bad["error"]["code"] == "INVALID_ARGUMENTS"
+    # read-only without a policy: the write is refused before anything is sent
+    refused_write = sync_tools.call_tool(pacspace_sync_client, "pacspace_emit_delta", EMIT)
+    assert refused_write["error"]["code"] == "POLICY_TOOL_NOT_ALLOWED"
+    assert refused_write["error"]["action"] == "alert_operator"
     assert pacspace_emulator_thread.requests == []
     key = pacspace_emulator_thread.create_key()
     with PacSpace(key, base_urls=pacspace_emulator_thread.base_urls) as pac:
@@ -88,42 +93,50 @@ def test_sync_call_tool_returns_wait_and_retry_on_a_429(
     pacspace_sync_client: PacSpace, pacspace_emulator_thread: Emulator
 ) -> None:
     pac = pacspace_sync_client.with_options(max_retries=0)  # a copy sharing the loop thread
-    assert sync_tools.call_tool(pac, "pacspace_emit_delta", EMIT)["ok"] is True
-    limited = sync_tools.call_tool(pac, "pacspace_emit_delta", EMIT)
+    assert sync_tools.call_tool(pac, "pacspace_emit_delta", EMIT, policy=EMITS)["ok"] is True
+    limited = sync_tools.call_tool(pac, "pacspace_emit_delta", EMIT, policy=EMITS)
     assert limited["error"]["action"] == "wait_and_retry"
     assert limited["error"]["retry_after"] > 0
 
 
-# --- the generator ---------------------------------------------------------------------------------
+# --- parity with the async package -----------------------------------------------------------------
 
 
-def _generator() -> ModuleType:
-    name = "pacspace_generate_sync_under_test"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "generate_sync.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
+def test_every_public_name_of_the_async_package_has_its_twin() -> None:
+    # A name added to pacspace_async.tools without its sync twin fails here, not in a user's import.
+    public = {name for name in vars(async_tools) if not name.startswith("_") and name in async_tools.__all__}
+    assert public == set(async_tools.__all__)
+    assert set(sync_tools.__all__) == set(async_tools.__all__)
+    for name in sync_tools.__all__:
+        assert hasattr(sync_tools, name), name
 
 
-def test_the_generator_finds_the_tools_module_by_introspection() -> None:
-    generator = _generator()
-    assert generator.function_modules() == ["pacspace_async.tools"]
-    files = generator.generate()
-    assert files["tools.py"] == (REPO / "pacspace_sync" / "tools.py").read_text(encoding="utf-8")
+def test_the_sync_call_tool_documents_the_same_arguments() -> None:
+    doc = sync_tools.call_tool.__doc__ or ""
+    assert "blocks" in doc
+    assert "pacspace_async.tools.call_tool" in doc
+    assert "policy=" in (sync_tools.__doc__ or "")
 
 
-def test_the_generator_refuses_to_export_the_async_tools_module_from_the_top(monkeypatch: pytest.MonkeyPatch) -> None:
-    generator = _generator()
-    monkeypatch.setattr(pacspace_async, "tools", async_tools, raising=False)
-    monkeypatch.setattr(pacspace_async, "__all__", [*pacspace_async.__all__, "tools"])
-    with pytest.raises(generator.GeneratorError, match="import it as a submodule"):
-        generator.generate()
-    monkeypatch.setattr(pacspace_async, "__all__", [*pacspace_async.__all__[:-1], "call_tool"])
-    monkeypatch.setattr(pacspace_async, "call_tool", async_tools.call_tool, raising=False)
-    with pytest.raises(generator.GeneratorError, match="has no sync twin"):
-        generator.generate()
+def test_the_sync_call_tool_passes_every_argument_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    async def fake(pac: object, name: str, arguments: object, *, policy: object, approved: bool) -> dict[str, object]:
+        seen.append((pac, name, arguments, policy, approved))
+        return {"ok": True, "result": None}
+
+    class Portal:
+        def call(self, work: object) -> object:
+            assert callable(work)
+            return asyncio.run(work())
+
+    class Client:
+        _portal = Portal()
+        _wrapped = object()
+
+    monkeypatch.setattr(async_tools, "call_tool", fake)
+    policy = sync_tools.ToolPolicy(allow=("*",))
+    client = Client()
+    result = sync_tools.call_tool(client, "pacspace_emit_delta", '{"a": 1}', policy=policy, approved=True)  # type: ignore[arg-type]
+    assert result == {"ok": True, "result": None}
+    assert seen == [(Client._wrapped, "pacspace_emit_delta", '{"a": 1}', policy, True)]

@@ -1,4 +1,8 @@
-"""The tool registry: valid JSON Schemas derived from the SDK's signatures, and the three list formats."""
+"""The tool registry: valid JSON Schemas derived from the SDK's signatures, the three list formats, and the
+strict schemas of OpenAI's strict mode.
+
+That a schema and its method accept the same arguments is proven in test_tool_property.py.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +14,26 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from pacspace_async import AsyncPacSpace, InvalidArgumentError
 from pacspace_async.resources._scope import GRANULARITIES, TIME_PRESETS
 from pacspace_async.resources.verify import VERIFY_SOURCES, AsyncVerification
+from pacspace_async.testing import Emulator
 from pacspace_async.tools import (
     TRANSPORT_OPTIONS,
     ToolDefinition,
+    ToolPolicy,
     anthropic_tools,
+    call_tool,
     mcp_tools,
     openai_tools,
+    strict_schema,
     tool_definitions,
-    validate_arguments,
 )
 
 TOOLS = tool_definitions()
+READS = [tool for tool in TOOLS if tool.read_only]
+EVERY_TOOL = ToolPolicy(allow=("*",))
 BY_NAME = {tool.name: tool for tool in TOOLS}
 EXPECTED_NAMES = {
     "pacspace_emit_delta",
@@ -115,7 +122,8 @@ def test_no_transport_option_is_offered_to_the_model() -> None:
     for tool in TOOLS:
         offered = set(tool.input_schema["properties"]) & TRANSPORT_OPTIONS
         assert offered == KEPT.get(tool.name, set()), tool.name
-    assert "idempotency_key" not in json.dumps(openai_tools())
+    assert "idempotency_key" not in json.dumps(openai_tools(policy=EVERY_TOOL))
+    assert "idempotency_key" not in json.dumps(openai_tools(policy=EVERY_TOOL, strict=False))
 
 
 def test_emit_requires_a_reference_id_and_tells_the_model_to_reuse_it_on_retries() -> None:
@@ -133,6 +141,24 @@ def test_types_defaults_and_choices_follow_the_signatures() -> None:
     assert '"-42.50"' in emit["delta"]["description"]
     assert re.fullmatch(emit["delta"]["pattern"], "-42.50")
     assert not re.fullmatch(emit["delta"]["pattern"], "-42,50")
+    # what the SDK refuses, the schema says: no zero delta, no amount beyond ±1,000,000,000, no blank text
+    for amount, is_delta, fine in [
+        ("0.00", True, False),
+        ("0.00", False, True),
+        ("1000000000", True, True),
+        ("-1000000000.000", True, True),
+        ("1000000000.01", False, False),
+        ("999999999.99", True, True),
+    ]:
+        pattern = (
+            emit["delta"]["pattern"]
+            if is_delta
+            else BY_NAME["pacspace_compare_balances"].input_schema["properties"]["your_balance"]["pattern"]
+        )
+        assert bool(re.fullmatch(pattern, amount)) is fine, (amount, is_delta)
+    assert (emit["delta"]["minimum"], emit["delta"]["maximum"]) == (-1_000_000_000, 1_000_000_000)
+    assert emit["reason"]["pattern"] == r"\S"
+    assert not re.search(emit["reason"]["pattern"], " \t\n")
     assert emit["metadata"]["type"] == "object"
     assert emit["customer_id"]["type"] == "string"
     derive = BY_NAME["pacspace_derive_balance"].input_schema["properties"]
@@ -172,29 +198,58 @@ def test_the_input_schema_is_a_fresh_copy() -> None:
     schema = tool.input_schema
     schema["properties"].clear()
     assert tool.input_schema["properties"]
-    openai_tools()[0]["function"]["parameters"]["required"].clear()
-    assert openai_tools()[0]["function"]["parameters"]["required"]
+    for strict in (True, False):
+        openai_tools(strict=strict)[0]["function"]["parameters"]["required"].clear()
+        assert openai_tools(strict=strict)[0]["function"]["parameters"]["required"]
+    strict_schema(tool)["properties"].clear()
+    assert strict_schema(tool)["properties"]
 
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what OpenAI and Anthropic accept as a tool name
 
 
+def test_the_lists_hold_what_the_policy_allows_read_only_without_one() -> None:
+    reads = [tool.name for tool in READS]
+    assert "pacspace_emit_delta" not in reads
+    assert "pacspace_create_checkpoint" not in reads
+    for policy in (None, ToolPolicy()):
+        assert [t["function"]["name"] for t in openai_tools(policy=policy)] == reads
+        assert [t["name"] for t in anthropic_tools(policy=policy)] == reads
+        assert [t["name"] for t in mcp_tools(policy=policy)] == reads
+    emits = ToolPolicy(allow=("read", "pacspace_emit_delta"))
+    assert [t["name"] for t in anthropic_tools(policy=emits)] == ["pacspace_emit_delta", *reads]  # registry order
+    assert [t["name"] for t in mcp_tools(policy=ToolPolicy(allow=("write",)))] == [
+        "pacspace_emit_delta",
+        "pacspace_create_checkpoint",
+    ]
+    assert [t["name"] for t in anthropic_tools(policy=EVERY_TOOL)] == [tool.name for tool in TOOLS]
+    # naming a tool the policy does not allow is a mistake of the host, said at once
+    for listing in (openai_tools, anthropic_tools, mcp_tools):
+        with pytest.raises(InvalidArgumentError, match=r"the policy does not allow \['pacspace_emit_delta'\]"):
+            listing(["pacspace_emit_delta"])
+        assert len(listing(["pacspace_emit_delta"], policy=emits)) == 1
+
+
 def test_openai_format() -> None:
-    listed = openai_tools()
+    listed = openai_tools(policy=EVERY_TOOL)
     assert [t["function"]["name"] for t in listed] == [t.name for t in TOOLS]
     for entry, tool in zip(listed, TOOLS, strict=True):
         assert set(entry) == {"type", "function"}
         assert entry["type"] == "function"
-        assert set(entry["function"]) == {"name", "description", "parameters"}
+        assert set(entry["function"]) == {"name", "description", "parameters", "strict"}
         assert NAME.match(entry["function"]["name"])
         assert entry["function"]["description"] == tool.description
+        assert entry["function"]["strict"] is True  # the default: what strict-mode hosts need
+        assert entry["function"]["parameters"] == strict_schema(tool)
+    for entry, tool in zip(openai_tools(policy=EVERY_TOOL, strict=False), TOOLS, strict=True):
+        assert entry["function"]["strict"] is False
         assert entry["function"]["parameters"] == tool.input_schema
     json.dumps(listed)
     assert [t["function"]["name"] for t in openai_tools(["pacspace_delta_status"])] == ["pacspace_delta_status"]
 
 
 def test_anthropic_format() -> None:
-    listed = anthropic_tools()
+    listed = anthropic_tools(policy=EVERY_TOOL)
     for entry, tool in zip(listed, TOOLS, strict=True):
         assert set(entry) == {"name", "description", "input_schema"}
         assert NAME.match(entry["name"])
@@ -204,7 +259,7 @@ def test_anthropic_format() -> None:
 
 
 def test_mcp_format() -> None:
-    listed = mcp_tools()
+    listed = mcp_tools(policy=EVERY_TOOL)
     for entry, tool in zip(listed, TOOLS, strict=True):
         assert set(entry) == {"name", "title", "description", "inputSchema", "annotations"}
         assert entry["name"] == tool.name
@@ -219,81 +274,96 @@ def test_mcp_format() -> None:
     json.dumps(listed)
 
 
-# --- the built-in validator agrees with a real JSON Schema validator --------------------------------
+# --- strict schemas (OpenAI strict mode, OpenAI Agents' default) -------------------------------------
 
-SAMPLES: list[tuple[str, dict[str, Any]]] = [
-    ("pacspace_emit_delta", {"customer_id": "cust_1", "delta": "-42.50", "reason": "usage", "reference_id": "r1"}),
-    ("pacspace_emit_delta", {"customer_id": "cust_1", "delta": -42.5, "reason": "usage", "reference_id": "r1"}),
-    ("pacspace_emit_delta", {"customer_id": "cust_1", "delta": "-42.50", "reason": "usage"}),
-    ("pacspace_emit_delta", {"customer_id": "cust 1", "delta": "1", "reason": "usage", "reference_id": "r"}),
-    ("pacspace_emit_delta", {"customer_id": "c", "delta": True, "reason": "usage", "reference_id": "r"}),
-    ("pacspace_emit_delta", {"customer_id": "c", "delta": "1e3", "reason": "usage", "reference_id": "r"}),
-    ("pacspace_emit_delta", {"customer_id": "c", "delta": "1", "reason": "x" * 501, "reference_id": "r"}),
-    ("pacspace_emit_delta", {"customer_id": "c", "delta": "1", "reason": "u", "reference_id": "r", "extra": 1}),
-    ("pacspace_emit_delta", {"customer_id": "c", "delta": "1", "reason": "u", "reference_id": "", "metadata": []}),
-    ("pacspace_delta_status", {"record_id": "rec_1"}),
-    ("pacspace_delta_status", {"record_id": 12}),
-    ("pacspace_wait_for_verified", {"record_id": "rec_1", "timeout": 0}),
-    ("pacspace_wait_for_verified", {"record_id": "rec_1", "timeout": 300, "poll_interval": 0.5}),
-    ("pacspace_wait_for_verified", {"record_id": "rec_1", "timeout": 301}),
-    ("pacspace_derive_balance", {"customer_id": "c", "limit": 10, "offset": 0, "period": "2026-11"}),
-    ("pacspace_derive_balance", {"customer_id": "c", "limit": 10.0}),
-    ("pacspace_derive_balance", {"customer_id": "c", "limit": 10.5}),
-    ("pacspace_derive_balance", {"customer_id": "c", "limit": 0}),
-    ("pacspace_derive_balance", {"customer_id": "c", "time_preset": "last_week"}),
-    ("pacspace_derive_balance", {"customer_id": "c", "period": "2026-1"}),
-    ("pacspace_compare_balances", {"customer_id": "c", "your_balance": "1", "their_balance": 2}),
-    ("pacspace_compare_balances", {"customer_id": "c", "your_balance": "1"}),
-    ("pacspace_create_checkpoint", {}),
-    ("pacspace_create_checkpoint", {"granularity": "day"}),
-    ("pacspace_get_receipt", {"customer_id": "c", "start_date": "2026-11-01T00:00:00Z", "end_date": "x"}),
-    ("pacspace_verify_proof", {"proof_root": "0xabc", "source": "both"}),
-    ("pacspace_verify_proof", {"proof_root": "0xabc", "source": "web"}),
-]
+# Free-form objects cannot be described in strict mode (every object there must list its properties).
+FREE_FORM = {"metadata", "adjusts"}
 
 
-@pytest.mark.parametrize(("name", "arguments"), SAMPLES)
-def test_the_builtin_validator_agrees_with_jsonschema(name: str, arguments: dict[str, Any]) -> None:
-    expected = jsonschema.Draft202012Validator(BY_NAME[name].input_schema).is_valid(arguments)
-    assert (validate_arguments(name, arguments) == []) is expected
+@pytest.mark.parametrize("tool", TOOLS, ids=lambda t: t.name)
+def test_every_strict_schema_is_what_strict_mode_takes(tool: ToolDefinition) -> None:
+    strict = strict_schema(tool)
+    jsonschema.Draft202012Validator.check_schema(strict)
+    jsonschema.Draft7Validator.check_schema(strict)
+    assert json.loads(json.dumps(strict)) == strict
+    assert strict["type"] == "object"
+    assert strict["additionalProperties"] is False
+    assert list(strict["properties"]) == [name for name in tool.parameters if name not in FREE_FORM]
+    assert strict["required"] == list(strict["properties"])  # every property listed as required
+    assert "default" not in strict
+    plain = tool.input_schema["properties"]
+    for name, prop in strict["properties"].items():
+        assert "default" not in prop
+        kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+        assert "object" not in kinds
+        if name in tool.required:
+            assert "null" not in kinds, name
+            assert prop == plain[name]
+        else:
+            assert kinds[-1] == "null", name  # optional: null means "not given"
+            if "enum" in prop:
+                assert prop["enum"] == [*plain[name]["enum"], None]
+            if "default" in plain[name]:
+                assert f"Default: {plain[name]['default']}." in prop["description"]  # said in words instead
+        # the same constraints as the plain schema, apart from null
+        same = {key: value for key, value in prop.items() if key not in ("type", "enum", "description")}
+        assert same == {
+            key: value for key, value in plain[name].items() if key not in ("type", "enum", "description", "default")
+        }
 
 
-JSON_VALUES = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-2000, max_value=2000),
-    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6),
-    st.sampled_from(["", " ", "cust_1", "a b", "-42.50", "1e3", "2026-11", "2026-13", "day", "custom", "both"]),
-    st.text(max_size=8),
-    st.just({"plan": "growth"}),
-    st.just(["a"]),
-)
+def test_strict_schemas_accept_nulls_and_refuse_missing_or_unknown_properties() -> None:
+    derive = strict_schema(BY_NAME["pacspace_derive_balance"])
+    validator = jsonschema.Draft202012Validator(derive)
+    nulls = dict.fromkeys(derive["properties"])
+    assert validator.is_valid({**nulls, "customer_id": "cust_1"})
+    assert not validator.is_valid(nulls)  # customer_id is required and not nullable
+    assert not validator.is_valid({"customer_id": "cust_1"})  # strict: every property present
+    assert not validator.is_valid({**nulls, "customer_id": "cust_1", "extra": 1})
+    assert not validator.is_valid({**nulls, "customer_id": "cust_1", "time_preset": "last_week"})
+    assert validator.is_valid({**nulls, "customer_id": "cust_1", "time_preset": "custom"})
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    name=st.sampled_from(sorted(EXPECTED_NAMES)),
-    data=st.data(),
-)
-def test_the_builtin_validator_agrees_with_jsonschema_on_random_arguments(name: str, data: st.DataObject) -> None:
-    tool = BY_NAME[name]
-    keys = [*tool.parameters, "unexpected"]
-    chosen = data.draw(st.lists(st.sampled_from(keys), unique=True))
-    arguments = {key: data.draw(JSON_VALUES) for key in chosen}
-    # A null for an optional argument means "not given" to call_tool (models send them).
-    as_given = {
-        k: v for k, v in arguments.items() if not (v is None and k in tool.parameters and k not in tool.required)
-    }
-    expected = jsonschema.Draft202012Validator(tool.input_schema).is_valid(as_given)
-    assert (validate_arguments(name, arguments) == []) is expected, arguments
+def strict_call(tool: ToolDefinition, given: dict[str, Any]) -> dict[str, Any]:
+    """What a strict-mode model sends: every property, null for the optional ones it leaves out."""
+    arguments = {name: given.get(name) for name in strict_schema(tool)["properties"]}
+    assert jsonschema.Draft202012Validator(strict_schema(tool)).is_valid(arguments), arguments
+    return arguments
 
 
-def test_validation_names_every_problem() -> None:
-    problems = validate_arguments("pacspace_emit_delta", {"customer_id": "a b", "delta": "x", "foo": 1})
-    text = "\n".join(problems)
-    for part in ("reason: required", "reference_id: required", "foo: unexpected", "customer_id", "delta"):
-        assert part in text
-    assert validate_arguments("nope", {}) == ["unknown tool 'nope'; the tools are: " + ", ".join(t.name for t in TOOLS)]
-    assert validate_arguments("pacspace_emit_delta", ["not", "an", "object"]) == [  # type: ignore[arg-type]
-        "arguments must be a JSON object, got array"
-    ]
+STRICT_CALLS: dict[str, dict[str, Any]] = {
+    "pacspace_emit_delta": {"customer_id": "cust_strict", "delta": "-2.50", "reason": "usage", "reference_id": "s1"},
+    "pacspace_delta_status": {"record_id": "REPLACED"},
+    "pacspace_wait_for_verified": {"record_id": "REPLACED"},
+    "pacspace_derive_balance": {"customer_id": "cust_strict"},
+    "pacspace_compare_balances": {"customer_id": "cust_strict", "your_balance": "-2.50", "their_balance": "-2"},
+    "pacspace_create_checkpoint": {},
+    "pacspace_get_receipt": {"customer_id": "cust_strict"},
+    "pacspace_verify_proof": {"proof_root": "REPLACED"},
+}
+
+
+@pytest.mark.pacspace_emulator(verify_delay=0.01)
+async def test_a_call_built_from_the_strict_schema_with_nulls_for_every_optional_argument_works(
+    pacspace_client: AsyncPacSpace, pacspace_emulator: Emulator
+) -> None:
+    assert set(STRICT_CALLS) == set(BY_NAME)
+    results: dict[str, Any] = {}
+    for name, given in STRICT_CALLS.items():
+        given = dict(given)
+        if given.get("record_id") == "REPLACED":
+            given["record_id"] = results["pacspace_emit_delta"]["record_id"]
+        if given.get("proof_root") == "REPLACED":
+            given["proof_root"] = results["pacspace_wait_for_verified"]["receipt_id"]
+        tool = BY_NAME[name]
+        arguments = strict_call(tool, given)
+        optional = [key for key in arguments if key not in tool.required]
+        assert [key for key, value in arguments.items() if value is None] == [k for k in optional if k not in given]
+        result = await call_tool(pacspace_client, name, json.dumps(arguments), policy=EVERY_TOOL)
+        assert result["ok"] is True, (name, result)
+        results[name] = result["result"]
+    assert results["pacspace_wait_for_verified"]["status"] == "VERIFIED"
+    assert results["pacspace_derive_balance"]["computed_balance"] == "-2.5"
+    assert results["pacspace_compare_balances"]["matches_yours"] is True
+    assert results["pacspace_verify_proof"]["verified"] is True
+    assert len(pacspace_emulator.deltas("cust_strict")) == 1
