@@ -75,8 +75,12 @@ def tests_other_pythons(session: nox.Session) -> None:
 
 @nox.session
 def generate(session: nox.Session) -> None:
-    """Rewrite pacspace_sync from pacspace_async (commit the result; the drift test checks it)."""
-    session.install("-e", ".")
+    """Rewrite pacspace_sync from pacspace_async (commit the result; the drift test checks it).
+
+    `-- --check` only reports whether it is up to date. ruff lays the generated code out: the
+    drift test compares byte for byte, so it must be the ruff release the suite runs with.
+    """
+    session.install("-e", ".", "ruff>=0.17,<0.18")
     session.run("python", "tools/generate_sync.py", *session.posargs)
 
 

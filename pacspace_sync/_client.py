@@ -27,7 +27,7 @@ class PacSpace:
     """The blocking PacSpace client: one per process, shared by every thread; calls run on its own loop thread.
 
     >>> with PacSpace() as pac:          # key from PACSPACE_API_KEY
-    ...  rec = pac.balance.emit(customer_id="cust_1", delta=Decimal("-1"), reason="usage")
+    ...     rec = pac.balance.emit(customer_id="cust_1", delta=Decimal("-1"), reason="usage")
     """
 
     balance: Balance
@@ -132,7 +132,7 @@ class PacSpace:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def rotate_key(self, api_key: KeySource) -> None:
@@ -180,9 +180,6 @@ class PacSpace:
         return self if result is self._wrapped else PacSpace._from_async(result, self._portal)
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._portal.close(functools.partial(self._wrapped.__aexit__, exc_type, exc, tb))

@@ -1,1289 +1,362 @@
 #!/usr/bin/env python
 """Generate `pacspace_sync` (the blocking facade) from `pacspace_async`.
 
-    python tools/generate_sync.py            # rewrite pacspace_sync/ in place
-    python tools/generate_sync.py --out DIR  # write the generated modules into DIR instead
+    python tools/generate_sync.py            # rewrite the generated modules of pacspace_sync/
+    python tools/generate_sync.py --out DIR  # write them into DIR instead
     python tools/generate_sync.py --check    # exit 1 (and list the files) if pacspace_sync/ is stale
 
-What it reads: `AsyncPacSpace` (pacspace_async._client), every public ``Async*`` class named in the
-``__all__`` of a `pacspace_async.resources` module, the ``Async*`` classes of `pacspace_async`'s
-``__all__`` (the paginator and the page), and every ``Async*`` class those mention in a signature.
-Classes and methods are found by introspection (a new resource or method needs no change here);
-signatures, defaults, annotations and docstrings are copied from the source text (``ast``).
-
-It also reads every public, non-package module of `pacspace_async` whose ``__all__`` names a
-coroutine function taking the client first (``async def call_tool(pac: AsyncPacSpace, ...)``,
-found in the source: today `pacspace_async.tools`), and writes its twin ``<module>.py``: each such
-function becomes a blocking one with the same name, parameters, defaults, annotations and
-docstring (the client typed ``PacSpace``) whose body is
-``pac._portal.call(functools.partial(<async function>, pac._wrapped, ...))``; every other name of
-its ``__all__`` (pure functions, classes, constants) is re-exported, the very same object. An async
-name that cannot be mirrored that way (another coroutine function, an async class or generator, a
-pure function whose signature mentions an ``Async*`` type) stops the generator, and so does such a
-module exported from `pacspace_async` itself (the facade would re-export the async module).
-
-What it writes, mirroring the layout: ``_client.py`` (``PacSpace``), ``pagination.py``,
-``resources/<module>.py``, the modules of functions (``tools.py``) and both ``__init__.py`` files.
-``_portal.py`` (the runtime) and ``py.typed`` are hand-written and left alone. Each class drops
-its ``Async`` prefix and wraps one async object; each method has the async method's name,
-parameters, defaults, annotations and docstring, with these mappings:
-
-- ``aclose`` → ``close``; ``__aenter__``/``__aexit__`` → ``__enter__``/``__exit__``;
-  ``__aiter__``/``__anext__`` → ``__iter__``/``__next__``; ``__await__`` is dropped (a sync
-  paginator gives its first page with ``first_page()``).
-- Return annotations: an awaitable is unwrapped, ``AsyncIterator[X]`` becomes ``Iterator[X]`` and
-  every ``AsyncX`` becomes ``X``. Docstrings lose ``await``, ``async for``/``async with`` become
-  ``for``/``with`` and ``AsyncPacSpace`` becomes ``PacSpace``.
-- Bodies only forward to the async object: coroutine methods, and plain methods (they may need the
-  running loop, e.g. to start a timer task), run in the client's loop thread through
-  ``self._portal.call(functools.partial(self._wrapped.method, ...))``. Plain methods that return
-  an ``Async*`` object (``list()``, ``with_options()``) build no I/O: they run in the caller's
-  thread and their result is wrapped. Async iterators are walked one loop hop per item; a
-  paginator is walked one hop per page and its items are iterated locally. Properties, public
-  attributes set in ``__init__`` and the dunders ``__iter__``/``__len__``/``__repr__`` are read
-  locally.
-- ``PacSpace.__init__`` has ``AsyncPacSpace.__init__``'s signature (configuration errors are raised
-  in the caller's thread); ``close()``/``__exit__`` close the async client in its loop, then stop
-  the loop (`pacspace_sync._portal.Portal.close`).
-
-Every name an annotation or default uses is imported from the module that defines it, found by
-following the async modules' own import statements (mypy --strict allows no implicit re-export).
-Output is deterministic: modules, imports and names are sorted; members keep their source order.
-Anything the generator cannot mirror faithfully (a setter, a static method, an ``Async*`` parameter
-type...) stops it with an error instead of producing a wrong facade.
+Each ``Async*`` class in the ``__all__`` of `pacspace_async._client` and of the public modules of
+`pacspace_async.resources` gets a twin without the prefix that wraps one async object: the same
+public methods and properties, parameters, defaults, annotations and docstrings, said for the sync
+package (`RENAMED`, ``AsyncX`` → ``X``, no ``await``), whose bodies forward to the async object.
+`ruff` drops the unused imports, sorts the others and lays the code out. Only the files that start
+with `HEADER` are generated: the others (``_portal.py``, ``pagination.py``, ``tools/``) are
+hand-written, and never written nor deleted here.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import builtins
-import importlib
-import importlib.util
+import functools
 import inspect
 import pkgutil
 import re
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-ASYNC = "pacspace_async"
-SYNC = "pacspace_sync"
-ROOT_MODULE = f"{ASYNC}._client"
-ROOT_CLASS = "AsyncPacSpace"
-RESOURCES = f"{ASYNC}.resources"
+ASYNC, SYNC, ROOT = "pacspace_async", "pacspace_sync", "AsyncPacSpace"
 HEADER = "# generated by tools/generate_sync.py — do not edit"
-HAND_WRITTEN = ("_portal.py", "py.typed")
-LINE_LENGTH = 120
-INDENT = "    "
+RENAMED = {"aclose": "close"} | {f"__a{name}__": f"__{name}__" for name in ("enter", "exit", "iter", "next")}
+PROSE = {  # async-only prose, replaced before the mechanical rewrites
+    "The async PacSpace client: one per event loop, shared by every task on it.": (
+        "The blocking PacSpace client: one per process, shared by every thread; calls run on its own loop thread."
+    ),
+}
+PACKAGE_DOC = '''"""pacspace_sync: the blocking facade over pacspace_async, generated from it.
 
-RENAMED = {
-    "aclose": "close",
-    "__aenter__": "__enter__",
-    "__aexit__": "__exit__",
-    "__aiter__": "__iter__",
-    "__anext__": "__next__",
-}
-DROPPED = frozenset({"__await__", "__init__"})  # __init__: only the root's is mirrored
-LOCAL_DUNDERS = frozenset({"__iter__", "__len__", "__contains__", "__bool__", "__repr__"})
-ASYNC_GENERICS = {"AsyncIterator": "Iterator", "AsyncIterable": "Iterable", "AsyncGenerator": "Generator"}
-UNWRAPPED = frozenset({"Awaitable", "Coroutine"})
-INTRODUCED = {"Iterator": "collections.abc", "Iterable": "collections.abc", "Generator": "collections.abc"}
-# A paginator's items are iterated locally, page by page: `__aiter__` walks `pages()`.
-OVERRIDES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("AsyncPaginator", "__aiter__"): ("for page in self.pages():", "    yield from page"),
-    # Reads one attribute of the page: no loop needed, so no hop to the loop thread.
-    ("AsyncPage", "has_next_page"): ("return self._wrapped.has_next_page()",),
-}
-# Prose that only makes sense for the async client (checked after the mechanical rewrites).
-PROSE = (
-    (
-        "The async PacSpace client: one per event loop, shared by every task on it.",
-        "The blocking PacSpace client: one per process, shared by every thread; calls run on its own loop thread.",
-    ),
-    (
-        "await it for the first page, iterate it for every item",
-        "`first_page()` gives the first page; iterate it for every item",
-    ),
+`PacSpace` is `AsyncPacSpace` without ``await``: the same resources, methods, parameters and
+errors. Keys, environments, errors, models and webhooks are the very same objects as in
+pacspace_async, so ``except pacspace_sync.RateLimitError`` also catches the async client's.
+"""'''
+ASYNC_NAME = re.compile(r"\bAsync(?=[A-Z])")
+MIRRORED_DUNDERS = {*RENAMED, "__init__", "__repr__"}
+# Unused imports dropped and the others sorted, unwrapped where they fit; then the layout; then every
+# rule of the project, where what ruff cannot fix stops the generator.
+RUFF_PASSES = (
+    ["check", "--fix", "--select=F401,I", "--config=lint.isort.split-on-trailing-comma=false"],
+    ["format"],
+    ["check", "--fix"],
 )
+Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 
 class GeneratorError(Exception):
-    pass
+    """The async API has a shape the facade cannot mirror faithfully (the message says which)."""
 
 
-# --- reading the async package ---------------------------------------------------------------
+def sync_module(module: str) -> str:
+    return SYNC + module.removeprefix(ASYNC) if module.split(".")[0] == ASYNC else module
 
 
-@dataclass
-class Source:
-    """One async module's text, what it defines and what it imports."""
-
-    name: str
-    path: Path
-    is_package: bool
-    text: str
-    tree: ast.Module
-    defined: set[str] = field(default_factory=set)
-    from_imports: dict[str, tuple[str, str]] = field(default_factory=dict)  # local -> (module, name)
-    imports: dict[str, str] = field(default_factory=dict)  # local -> module
-    typevars: dict[str, str] = field(default_factory=dict)  # name -> source of its definition
-    classes: dict[str, ast.ClassDef] = field(default_factory=dict)
+def sync_text(text: str) -> str:
+    """Async code or prose, said for the sync package."""
+    # Awaiting a paginator gives its first page.
+    text = re.sub(r"\bawait (\w[\w.]*\.list\((?:[^()]|\([^()]*\))*\))", r"\1.first_page()", text)
+    text = re.sub(r"\basync (for|with)\b", r"\1", re.sub(r"\bawait +", "", text))
+    return ASYNC_NAME.sub("", re.sub(r"\b(" + "|".join(RENAMED) + r")\b", lambda m: RENAMED[m[1]], text))
 
 
-_SOURCES: dict[str, Source] = {}
-
-
-def source(module: str) -> Source:
-    if module in _SOURCES:
-        return _SOURCES[module]
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        raise GeneratorError(f"cannot read the source of {module}")
-    path = Path(spec.origin)
-    text = path.read_text(encoding="utf-8")
-    tree = ast.parse(text)
-    found = Source(module, path, spec.submodule_search_locations is not None, text, tree)
-    package = module if found.is_package else module.rpartition(".")[0]
-    for node in _top_level(tree.body):
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - (node.level - 1)]
-                base = ".".join(parts) + (f".{node.module}" if node.module else "")
-            for alias in node.names:
-                found.from_imports[alias.asname or alias.name] = (base, alias.name)
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    found.imports[alias.asname] = alias.name
-                else:
-                    top = alias.name.split(".")[0]
-                    found.imports[top] = top
-        elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            found.defined.add(node.name)
-            if isinstance(node, ast.ClassDef):
-                found.classes[node.name] = node
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    found.defined.add(target.id)
-                    value = node.value
-                    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "TypeVar":
-                        found.typevars[target.id] = ast.get_source_segment(text, node) or ""
-    _SOURCES[module] = found
-    return found
-
-
-def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
-    """Module-level statements, including those under ``if``/``try`` (TYPE_CHECKING imports)."""
-    for node in body:
-        if isinstance(node, ast.If):
-            yield from _top_level(node.body)
-            yield from _top_level(node.orelse)
-        elif isinstance(node, ast.Try):
-            yield from _top_level(node.body)
-        else:
-            yield node
-
-
-@dataclass(frozen=True, order=True)
-class Import:
-    """``from module import name as local`` (name set) or ``import module as local`` (name None)."""
-
-    module: str
-    name: str | None
-    local: str
-
-
-def resolve(module: str, name: str, seen: frozenset[tuple[str, str]] = frozenset()) -> Import:
-    """Where `name`, as seen in `module`, is defined: follows the module's imports to the source."""
-    if (module, name) in seen:
-        raise GeneratorError(f"import cycle resolving {name} in {module}")
-    seen |= {(module, name)}
-    found = source(module)
-    if name in found.defined:
-        return _public(Import(module, name, name))
-    if name in found.imports:
-        return Import(found.imports[name], None, name)
-    if name in found.from_imports:
-        origin, original = found.from_imports[name]
-        if origin == ASYNC or origin.startswith(ASYNC + "."):
-            submodule = f"{origin}.{original}"
-            if original not in source(origin).defined and _is_module(submodule):
-                return Import(origin, original, name)
-            target = resolve(origin, original, seen)
-            return Import(target.module, target.name, name)
-        return Import(origin, original, name)
-    raise GeneratorError(f"{module} uses {name!r} but neither defines nor imports it")
-
-
-def _public(found: Import) -> Import:
-    """A name the async package exports at its top is imported from there, not from the
-    private module that defines it (DESIGN §2: only __init__, the CLI and the emulator import
-    `_client`)."""
-    private = any(part.startswith("_") for part in found.module.split(".")[1:])
-    if private and found.name is not None and found.name in getattr(importlib.import_module(ASYNC), "__all__", ()):
-        return Import(ASYNC, found.name, found.local)
-    return found
-
-
-def _is_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-# --- what to mirror ----------------------------------------------------------------------------
-
-
-def sync_name(async_name: str) -> str:
-    return async_name.removeprefix("Async")
-
-
-def sync_module(async_module: str) -> str:
-    return SYNC + async_module.removeprefix(ASYNC)
-
-
-@dataclass
-class Mirrored:
-    cls: type
-    module: str  # the async module that defines it
-
-    @property
-    def async_name(self) -> str:
-        return self.cls.__name__
-
-    @property
-    def name(self) -> str:
-        return sync_name(self.cls.__name__)
-
-    @property
-    def sync_module(self) -> str:
-        return sync_module(self.module)
-
-    @property
-    def is_root(self) -> bool:
-        return self.module == ROOT_MODULE and self.async_name == ROOT_CLASS
-
-
-def _public_async_classes(module: ModuleType) -> list[type]:
-    found = []
-    for name in getattr(module, "__all__", ()):
-        value = getattr(module, name, None)
-        if inspect.isclass(value) and name.startswith("Async") and value.__module__.startswith(ASYNC):
-            found.append(value)
-    return found
-
-
-def discover() -> dict[str, Mirrored]:
-    """Every class to mirror, by async name: the root, the resources, and what they mention."""
-    root_module = importlib.import_module(ROOT_MODULE)
-    start: list[type] = [getattr(root_module, ROOT_CLASS)]
-    start += _public_async_classes(importlib.import_module(ASYNC))
-    resources = importlib.import_module(RESOURCES)
-    start += _public_async_classes(resources)
-    for info in sorted(pkgutil.iter_modules(resources.__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            start += _public_async_classes(importlib.import_module(f"{RESOURCES}.{info.name}"))
-    mirrored: dict[str, Mirrored] = {}
-    pending = list(start)
-    while pending:
-        cls = pending.pop()
-        if cls.__name__ in mirrored:
-            if mirrored[cls.__name__].cls is not cls:
-                raise GeneratorError(f"two classes are named {cls.__name__}")
-            continue
-        mirrored[cls.__name__] = Mirrored(cls, cls.__module__)
-        for module, name in _mentioned_async_names(cls):
-            target = resolve(module, name)
-            if target.name is None or not target.module.startswith(ASYNC):
-                continue
-            value = getattr(importlib.import_module(target.module), target.name)
-            if inspect.isclass(value):
-                pending.append(value)
-    names = [m.name for m in mirrored.values()]
-    if len(set(names)) != len(names):
-        raise GeneratorError(f"sync class names collide: {sorted(names)}")
-    return dict(sorted(mirrored.items()))
-
-
-def _mentioned_async_names(cls: type) -> Iterator[tuple[str, str]]:
-    """(module, name) of every ``Async*`` name in the public signatures of `cls`."""
-    for klass, node in _class_nodes(cls):
-        module = klass.__module__
-        for item in node.body:
-            nodes: list[ast.AST] = []
-            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                if not item.target.id.startswith("_"):
-                    nodes.append(item.annotation)
-            elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if item.name.startswith("_") and item.name not in RENAMED:
-                    continue
-                if item.returns is not None:
-                    nodes.append(item.returns)
-            for annotation in nodes:
-                for sub in ast.walk(annotation):
-                    if isinstance(sub, ast.Name) and sub.id.startswith("Async") and sub.id not in ASYNC_GENERICS:
-                        yield module, sub.id
-
-
-def _class_nodes(cls: type) -> Iterator[tuple[type, ast.ClassDef]]:
-    """The class and its pacspace_async bases, most derived first, with their ``ClassDef``."""
-    for klass in cls.__mro__:
-        if not klass.__module__.startswith(ASYNC):
-            continue
-        node = source(klass.__module__).classes.get(klass.__name__)
-        if node is None:
-            raise GeneratorError(f"no class statement for {klass.__module__}.{klass.__name__}")
-        yield klass, node
-
-
-# --- docstrings --------------------------------------------------------------------------------
-
-_LIST_AWAIT = re.compile(r"\bawait (\w[\w.]*\.list\((?:[^()]|\([^()]*\))*\))")
-_CODE_SPAN = re.compile(r"(``?)([^`]+)\1")
-
-
-def _sync_code(text: str, names: dict[str, str]) -> str:
-    text = _LIST_AWAIT.sub(r"\1.first_page()", text)  # awaiting a paginator gives its first page
-    text = re.sub(r"\basync (for|with)\b", r"\1", text)
-    text = re.sub(r"\bawait\s+", "", text)
-    return _sync_names(text, names)
-
-
-def _sync_names(text: str, names: dict[str, str]) -> str:
-    for old, new in RENAMED.items():
-        text = re.sub(rf"\b{old}\b", new, text)
-    for old, new in ASYNC_GENERICS.items():
-        text = re.sub(rf"\b{old}\b", new, text)
-    return re.sub(r"\bAsync[A-Z]\w*", lambda m: names.get(m.group(0), m.group(0)), text)
-
-
-def sync_doc(doc: str, names: dict[str, str]) -> str:
-    """A docstring for the sync twin: examples without await, sync names."""
-    for old, new in PROSE:
+def sync_doc(doc: str) -> str:
+    """The docstring rewritten. An example's continuation line aligned under a bracket of its first
+    line moves with that bracket; other indentation (a block's, a hanging indent) stays."""
+    for old, new in PROSE.items():
         doc = doc.replace(old, new)
     out: list[str] = []
-    shift = 0
+    aligned: dict[int, int] = {}
     for line in doc.split("\n"):
-        stripped = line.lstrip()
-        if stripped.startswith(">>>"):
-            new = _sync_code(line, names)
-            # Continuation lines aligned under an open bracket move left with it; a block's do not.
-            shift = 0 if new.rstrip().endswith(":") else len(line) - len(new)
-        elif stripped.startswith("...") and (stripped == "..." or stripped.startswith("... ")):
-            new = _sync_code(line, names)
-            if shift > 0:  # keep continuation lines aligned with the shortened first line
-                head = line[: len(line) - len(stripped)] + "... "
-                body = new[len(head) :]
-                spaces = len(body) - len(body.lstrip(" "))
-                new = head + body[min(shift, max(spaces - 1, 0)) :] if new.startswith(head) else new
+        prompt = re.match(r"\s*(>>>|\.\.\.)( |$)", line)
+        if prompt and prompt[1] == ">>>":
+            aligned = {m.end(): len(sync_text(line[: m.end()])) for m in re.finditer(r"[(\[{]", line)}
+        elif prompt:
+            start, column = prompt.end(), len(line) - len(line[prompt.end() :].lstrip(" "))
+            if column in aligned:
+                line = line[:start] + " " * max(aligned[column] - start, 0) + line[column:]
         else:
-            shift = 0
-            new = _CODE_SPAN.sub(lambda m: m.group(1) + _sync_code(m.group(2), names) + m.group(1), line)
-            if ">>> " in new:  # an example inside a prose line
-                head, _, example = new.partition(">>> ")
-                new = f"{head}>>> {_sync_code(example, names)}"
-            new = re.sub(r"\basync (for|with)\b", r"\1", new)
-            new = _sync_names(new, names)
-        out.append(new)
+            aligned = {}
+        out.append(sync_text(line))
     return "\n".join(out)
 
 
-def render_doc(doc: str | None, indent: str) -> list[str]:
-    if not doc:
-        return []
-    if '"""' in doc:
-        raise GeneratorError(f"docstring contains triple quotes: {doc[:40]!r}")
-    prefix = 'r"""' if "\\" in doc else '"""'
-    lines = doc.split("\n")
-    if len(lines) == 1:
-        return [f'{indent}{prefix}{doc}"""']
-    rendered = [f"{indent}{prefix}{lines[0]}"]
-    rendered += [f"{indent}{line}" if line.strip() else "" for line in lines[1:]]
-    rendered.append(f'{indent}"""')
-    return rendered
+def docstring(node: Function | ast.ClassDef | ast.Module, indent: str = "") -> list[str]:
+    """The node's docstring rewritten, as indented as it was (the twin sits at the same depth)."""
+    doc = ast.get_docstring(node, clean=False)
+    return [indent + ('r"""' if "\\" in doc else '"""') + sync_doc(doc) + '"""'] if doc else []
 
 
-# --- annotations -------------------------------------------------------------------------------
+@functools.cache
+def module_tree(module: str) -> ast.Module:
+    return ast.parse(inspect.getsource(import_module(module)))
 
 
-class _SyncAnnotation(ast.NodeTransformer):
-    """``AsyncX`` → ``X``, ``AsyncIterator[X]`` → ``Iterator[X]``, ``AsyncGenerator[Y, S]`` → ``Generator[...]``."""
-
-    def __init__(self, names: dict[str, str]) -> None:
-        self.names = names
-
-    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
-        if isinstance(node.value, ast.Name) and node.value.id == "AsyncGenerator":
-            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-            items = [self.visit(item) for item in items] + [ast.Constant(None)]
-            return ast.Subscript(ast.Name("Generator", ast.Load()), ast.Tuple(items, ast.Load()), ast.Load())
-        return self.generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id in self.names:
-            return ast.Name(self.names[node.id], ast.Load())
-        if node.id in ASYNC_GENERICS:
-            return ast.Name(ASYNC_GENERICS[node.id], ast.Load())
-        return node
-
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:
-        if isinstance(node.value, str):
-            raise GeneratorError(f"string annotations are not supported: {node.value!r}")
-        return node
-
-
-def _unwrap_awaitable(node: ast.expr) -> ast.expr:
-    while isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in UNWRAPPED:
-        inner = node.slice
-        node = inner.elts[-1] if isinstance(inner, ast.Tuple) else inner
-    return node
-
-
-def _names_in(node: ast.AST | None) -> set[str]:
-    if node is None:
-        return set()
-    return {sub.id for sub in ast.walk(node) if isinstance(sub, ast.Name)}
-
-
-@dataclass
-class Wrap:
-    """How a returned async object becomes its sync twin."""
-
-    target: Mirrored
-    optional: bool = False
-    per_item: bool = False  # the method yields them
-
-
-def _wrap_of(returns: ast.expr | None, mirrored: dict[str, Mirrored], where: str) -> Wrap | None:
-    """Which mirrored class a return annotation hands back, if any (one shape, or an error)."""
-    if returns is None or not (_names_in(returns) & set(mirrored)):
-        return None
-
-    def single(node: ast.expr) -> Mirrored | None:
-        base = node.value if isinstance(node, ast.Subscript) else node
-        if isinstance(base, ast.Name) and base.id in mirrored:
-            inner = _names_in(node.slice) if isinstance(node, ast.Subscript) else set()
-            if inner & set(mirrored):
-                raise GeneratorError(f"{where}: nested async types are not supported")
-            return mirrored[base.id]
-        return None
-
-    found = single(returns)
-    if found is not None:
-        return Wrap(found)
-    if isinstance(returns, ast.BinOp) and isinstance(returns.op, ast.BitOr):
-        for this, other in ((returns.left, returns.right), (returns.right, returns.left)):
-            found = single(this)
-            if found is not None and isinstance(other, ast.Constant) and other.value is None:
-                return Wrap(found, optional=True)
-    if (
-        isinstance(returns, ast.Subscript)
-        and isinstance(returns.value, ast.Name)
-        and returns.value.id in ("AsyncIterator", "AsyncIterable", "AsyncGenerator", "Iterator")
-    ):
-        item = returns.slice.elts[0] if isinstance(returns.slice, ast.Tuple) else returns.slice
-        found = single(item)
-        if found is not None:
-            return Wrap(found, per_item=True)
-    raise GeneratorError(f"{where}: cannot mirror the return type {ast.unparse(returns)}")
-
-
-# --- code building -----------------------------------------------------------------------------
-
-
-@dataclass
-class Call:
-    func: str
-    args: list[str | Call]
-
-    def flat(self) -> str:
-        return f"{self.func}({', '.join(a if isinstance(a, str) else a.flat() for a in self.args)})"
-
-
-def render_call(call: Call | str, indent: str, prefix: str = "", suffix: str = "") -> list[str]:
-    """One line when it fits, else one argument per line (recursively)."""
-    flat = call if isinstance(call, str) else call.flat()
-    if isinstance(call, str) or len(indent + prefix + flat + suffix) <= LINE_LENGTH or not call.args:
-        return [indent + prefix + flat + suffix]
-    lines = [f"{indent}{prefix}{call.func}("]
-    for arg in call.args:
-        lines += render_call(arg, indent + INDENT, "", ",")
-    lines.append(f"{indent}){suffix}")
+def imports(module: str) -> list[str]:
+    """Every import of an async module (made absolute), its own names, and the twins of its
+    ``Async*`` names, one line each: `ruff check --fix` drops those the twin module does not use.
+    A name pacspace_async exports is imported from it, not from the private module behind it
+    (the package's ``__init__`` alone imports ``_client``)."""
+    tree, top = module_tree(module), import_module(ASYNC)
+    package = module if hasattr(import_module(module), "__path__") else module.rpartition(".")[0]
+    lines = ["import functools", f"from {SYNC}._portal import Portal"]
+    for node in ast.walk(tree):  # imports under `if TYPE_CHECKING:` and in functions too
+        names: list[tuple[str, str, str | None]] = []
+        if isinstance(node, ast.Import):
+            lines.append(ast.unparse(node))
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            names = [(".".join(filter(None, (base, node.module))), a.name, a.asname) for a in node.names]
+        elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node in tree.body:
+            names = [(module, node.name, None)]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [(module, target.id, None) for target in targets if isinstance(target, ast.Name)]
+        names = [(origin, name, alias) for origin, name, alias in names if origin != module or name[0] != "_"]
+        for origin, name, alias in names:
+            if ASYNC_NAME.match(name) and origin != module:
+                lines.append(f"from {sync_module(origin)} import {ASYNC_NAME.sub('', name)}")
+            private = origin.startswith(ASYNC + ".") and any(part[0] == "_" for part in origin.split(".")[1:])
+            if private and name in top.__all__ and getattr(top, name) is vars(import_module(origin)).get(name):
+                origin = ASYNC
+            lines.append(f"from {origin} import {name}" + (f" as {alias}" if alias else ""))
     return lines
 
 
-@dataclass
-class ModuleCode:
-    """What one generated module needs: imports, type variables, names it may not bind twice."""
-
-    name: str
-    imports: set[Import] = field(default_factory=set)
-    typevars: dict[str, str] = field(default_factory=dict)
-    local_classes: set[str] = field(default_factory=set)
-
-    def need(self, item: Import) -> None:
-        for other in self.imports:
-            if other.local == item.local and other != item:
-                raise GeneratorError(f"{self.name}: {item.local} is both {other.module}'s and {item.module}'s")
-        if item.local in self.local_classes:
-            raise GeneratorError(f"{self.name}: imported {item.local} clashes with a generated class")
-        self.imports.add(item)
-
-    def need_names(self, names: Iterable[str], context: str, mirrored: dict[str, Mirrored]) -> None:
-        """Import every name an annotation/default uses, as `context` (an async module) sees it."""
-        by_sync = {m.name: m for m in mirrored.values()}
-        for name in sorted(names):
-            if name in by_sync:
-                target = by_sync[name]
-                if target.sync_module != self.name:
-                    self.need(Import(target.sync_module, name, name))
-            elif name in INTRODUCED and not _known_in(context, name):
-                self.need(Import(INTRODUCED[name], name, name))
-            elif name in source(context).typevars:
-                self.typevars[name] = source(context).typevars[name]
-                self.need(resolve(context, "TypeVar"))
-            elif hasattr(builtins, name) and name not in source(context).defined:
-                continue
-            else:
-                self.need(resolve(context, name))
-
-    def render_imports(self) -> list[str]:
-        """isort's layout, as ruff checks it: sections, straight imports first, members by type."""
-        sections: dict[int, list[Import]] = {}
-        for item in self.imports:
-            top = item.module.split(".")[0]
-            if top == "__future__":
-                section = 0
-            elif top in sys.stdlib_module_names:
-                section = 1
-            else:
-                section = 3 if top in (ASYNC, SYNC) else 2
-            sections.setdefault(section, []).append(item)
-        out: list[str] = []
-        for section in sorted(sections):
-            items = sections[section]
-            straight = sorted((i for i in items if i.name is None), key=lambda i: (_module_key(i.module), i.local))
-            lines = [f"import {i.module}" + (f" as {i.local}" if i.local != i.module else "") for i in straight]
-            by_module: dict[str, list[Import]] = {}
-            for item in items:
-                if item.name is not None:
-                    by_module.setdefault(item.module, []).append(item)
-            for module in sorted(by_module, key=_module_key):
-                members = sorted(by_module[module], key=lambda i: _member_key(i.name or ""))
-                names = [i.name + (f" as {i.local}" if i.local != i.name else "") for i in members if i.name]
-                line = f"from {module} import {', '.join(names)}"
-                if len(line) <= LINE_LENGTH:
-                    lines.append(line)
-                else:
-                    lines += [f"from {module} import ("] + [f"{INDENT}{n}," for n in names] + [")"]
-            out += [*lines, ""]
-        return out
+def class_node(cls: type) -> ast.ClassDef:
+    return next(n for n in module_tree(cls.__module__).body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
 
 
-def _known_in(module: str, name: str) -> bool:
-    found = source(module)
-    return name in found.defined or name in found.from_imports or name in found.imports
+def async_classes(module: str) -> list[type]:
+    """The ``Async*`` classes a module defines and names in its ``__all__``, in source order."""
+    live = import_module(module)
+    found = [getattr(live, name) for name in getattr(live, "__all__", ()) if ASYNC_NAME.match(name)]
+    found = [cls for cls in found if inspect.isclass(cls) and cls.__module__ == module]
+    return sorted(found, key=lambda cls: class_node(cls).lineno)
 
 
-def _module_key(module: str) -> tuple[str, str]:
-    return module.lower(), module
+class Writer:
+    """Writes the sync twin of one async class: each body forwards to the async object in the
+    client's loop thread (``self._portal.call``), except what does no I/O (properties, ``__repr__``,
+    plain methods that return an async object: run here, their result wrapped)."""
 
+    def __init__(self, cls: type) -> None:
+        self.cls, self.name, self.namespace = cls, ASYNC_NAME.sub("", cls.__name__), vars(sys.modules[cls.__module__])
+        self.bases = [k for k in cls.__mro__ if k.__module__.split(".")[0] == ASYNC]
 
-def _member_key(name: str) -> tuple[int, str, str]:
-    # ruff's isort, order-by-type: CONSTANTS, then Classes, then everything else.
-    if len(name) > 1 and name.isupper():
-        kind = 0
-    elif name[:1].isupper():
-        kind = 1
-    else:
-        kind = 2
-    return kind, name.lower(), name
+    def mirrored(self, node: ast.AST | None) -> list[str]:
+        """The pacspace_async classes `node` names (``AsyncIterator`` and the like are not)."""
+        names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)] if node else []
+        values = {n: self.namespace.get(n) for n in names if ASYNC_NAME.match(n)}
+        return [n for n, v in values.items() if inspect.isclass(v) and v.__module__.split(".")[0] == ASYNC]
 
+    def wrap(self, value: str, returns: ast.expr | None, where: str, *, may_be_self: bool = False) -> str:
+        """`value`, what the async method returned, as the sync caller gets it."""
+        found = self.mirrored(returns)
+        if not found or returns is None:
+            return value
+        base = returns.value if isinstance(returns, ast.Subscript) else returns
+        if len(found) != 1 or not isinstance(base, ast.Name) or base.id != found[0]:
+            raise GeneratorError(f"{where}: cannot mirror the return type {ast.unparse(returns)}")
+        name = ASYNC_NAME.sub("", base.id)
+        built = f"{name}._from_async({value}, self._portal)" if base.id == ROOT else f"{name}({value}, self._portal)"
+        return f"self if {value} is self._wrapped else {built}" if may_be_self and name == self.name else built
 
-# --- one class ---------------------------------------------------------------------------------
+    @staticmethod
+    def signature(fn: Function, name: str, returns: ast.expr | None) -> str:
+        returned = ast.unparse(returns or ast.Constant(None))
+        return ASYNC_NAME.sub("", f"def {name}({ast.unparse(fn.args)}) -> {returned}:")
 
+    @staticmethod
+    def forward(args: ast.arguments) -> str:
+        """The arguments that pass every parameter on (``self`` left out)."""
+        parts = [arg.arg for arg in [*args.posonlyargs, *args.args][1:]] + [f"*{a.arg}" for a in [args.vararg] if a]
+        parts += [f"{arg.arg}={arg.arg}" for arg in args.kwonlyargs] + [f"**{a.arg}" for a in [args.kwarg] if a]
+        return ", ".join(parts)
 
-@dataclass
-class Member:
-    name: str  # the sync name
-    node: ast.FunctionDef | ast.AsyncFunctionDef | None
-    kind: str  # "init", "property", "attribute", "method"
-    owner: type  # the async class that defines it
-    annotation: ast.expr | None = None  # for "attribute"
+    def members(self) -> dict[str, tuple[type, Function]]:
+        """Public methods and properties (and the mirrored dunders) of the class and its bases."""
+        found: dict[str, tuple[type, Function]] = {}
+        for klass in self.bases:
+            for node in class_node(klass).body:
+                if isinstance(node, Function) and (node.name[0] != "_" or node.name in MIRRORED_DUNDERS):
+                    found.setdefault(node.name, (klass, node))
+        return found
 
-
-def members_of(target: Mirrored) -> list[Member]:
-    found: dict[str, Member] = {}
-    for klass, node in _class_nodes(target.cls):
-        for item in node.body:
-            if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            name = item.name
-            if name in found or (name == "__init__" and not target.is_root):
-                if name == "__init__" and name not in found:
-                    for attr, annotation in _init_attributes(item):
-                        found.setdefault(attr, Member(attr, None, "attribute", klass, annotation))
-                continue
-            if name in DROPPED - {"__init__"}:
-                continue
-            is_dunder = name.startswith("__") and name.endswith("__")
-            mirrored_dunder = is_dunder and (name in RENAMED or name in LOCAL_DUNDERS or name == "__init__")
-            if name.startswith("_") and not mirrored_dunder:
-                continue
-            decorators = [ast.unparse(d) for d in item.decorator_list]
-            where = f"{klass.__name__}.{name}"
-            if decorators == ["property"]:
-                found[name] = Member(name, item, "property", klass)
-            elif decorators and any(d.endswith(".setter") or d.endswith(".deleter") for d in decorators):
-                raise GeneratorError(f"{where}: property setters are not supported")
-            elif decorators:
-                raise GeneratorError(f"{where}: decorators {decorators} are not supported")
-            else:
-                kind = "init" if name == "__init__" else "method"
-                found[name] = Member(RENAMED.get(name, name), item, kind, klass)
-                if name == "__init__" and target.is_root:
-                    for attr, annotation in _init_attributes(item):
-                        found.setdefault(attr, Member(attr, None, "attribute", klass, annotation))
-    return list(found.values())
-
-
-def _init_attributes(init: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[str, ast.expr]]:
-    """Public attributes set in ``__init__``, typed by their parameter's (or their own) annotation."""
-    params = {a.arg: a.annotation for a in [*init.args.posonlyargs, *init.args.args, *init.args.kwonlyargs]}
-    for stmt in ast.walk(init):
-        target: ast.expr | None = None
-        annotation: ast.expr | None = None
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-            target = stmt.targets[0]
-            if isinstance(stmt.value, ast.Name):
-                annotation = params.get(stmt.value.id)
-        elif isinstance(stmt, ast.AnnAssign):
-            target, annotation = stmt.target, stmt.annotation
-        if (
-            isinstance(target, ast.Attribute)
-            and isinstance(target.value, ast.Name)
-            and target.value.id == "self"
-            and not target.attr.startswith("_")
-        ):
-            if annotation is None:
-                raise GeneratorError(f"cannot type the public attribute self.{target.attr}: annotate it")
-            yield target.attr, annotation
-
-
-class _Writer:
-    """What mirroring a method and mirroring a module function share: annotations, defaults,
-    signatures and forwarding calls, with every name they use imported into `module`."""
-
-    def __init__(self, where: str, mirrored: dict[str, Mirrored], module: ModuleCode) -> None:
-        self.where = where
-        self.mirrored = mirrored
-        self.module = module
-        self.names = {k: v.name for k, v in mirrored.items()}
-        self.transform = _SyncAnnotation(self.names)
-        self.uses_partial = False
-
-    def annotation(self, node: ast.expr | None, context: str, *, returns: bool = False) -> str:
-        if node is None:
-            raise GeneratorError(f"{self.where}: every parameter and return needs an annotation")
-        if returns:
-            node = _unwrap_awaitable(node)
-        elif _names_in(node) & (set(self.mirrored) | set(ASYNC_GENERICS) | UNWRAPPED):
-            raise GeneratorError(f"{self.where}: async types in parameters are not supported")
-        converted = self.transform.visit(ast.parse(ast.unparse(node), mode="eval").body)
-        self.module.need_names(_names_in(converted), context, self.mirrored)
-        return ast.unparse(converted)
-
-    def default(self, node: ast.expr, context: str) -> str:
-        if _names_in(node) & set(self.mirrored):
-            raise GeneratorError(f"{self.where}: async objects as defaults are not supported")
-        self.module.need_names(_names_in(node), context, self.mirrored)
-        return ast.get_source_segment(source(context).text, node) or ast.unparse(node)
-
-    def signature(
-        self,
-        node: ast.FunctionDef | ast.AsyncFunctionDef,
-        context: str,
-        name: str,
-        returns: str,
-        *,
-        receiver: tuple[str, str] | None = None,
-        indent: str = INDENT,
-    ) -> tuple[list[str], list[str]]:
-        """The ``def`` lines and the arguments that forward every parameter.
-
-        The first parameter is ``self`` (a method), or for a module function `receiver`: its
-        parameter text (``pac: PacSpace``) and what is forwarded in its place (``pac._wrapped``).
-        """
-        args = node.args
-        params: list[str] = []
-        forward: list[str] = []
-        positional = [*args.posonlyargs, *args.args]
-        defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-        for index, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
-            if index == 0:
-                if receiver is not None:
-                    params.append(receiver[0])
-                    forward.append(receiver[1])
-                    continue
-                if arg.arg != "self":
-                    raise GeneratorError(f"{self.where}.{node.name}: the first parameter must be self")
-                params.append("self")
-                continue
-            text = f"{arg.arg}: {self.annotation(arg.annotation, context)}"
-            if default is not None:
-                text += f" = {self.default(default, context)}"
-            params.append(text)
-            forward.append(arg.arg)
-            if args.posonlyargs and arg is args.posonlyargs[-1]:
-                params.append("/")
-        if args.vararg is not None:
-            params.append(f"*{args.vararg.arg}: {self.annotation(args.vararg.annotation, context)}")
-            forward.append(f"*{args.vararg.arg}")
-        elif args.kwonlyargs:
-            params.append("*")
-        for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
-            text = f"{arg.arg}: {self.annotation(arg.annotation, context)}"
-            if kw_default is not None:
-                text += f" = {self.default(kw_default, context)}"
-            params.append(text)
-            forward.append(f"{arg.arg}={arg.arg}")
-        if args.kwarg is not None:
-            params.append(f"**{args.kwarg.arg}: {self.annotation(args.kwarg.annotation, context)}")
-            forward.append(f"**{args.kwarg.arg}")
-        one_line = f"{indent}def {name}({', '.join(params)}) -> {returns}:"
-        if len(one_line) <= LINE_LENGTH:
-            return [one_line], forward
-        lines = [f"{indent}def {name}("] + [f"{indent}{INDENT}{p}," for p in params] + [f"{indent}) -> {returns}:"]
-        return lines, forward
-
-    def partial(self, call: Call) -> Call | str:
-        if not call.args:
-            return call.func
-        self.uses_partial = True
-        return Call("functools.partial", [call.func, *call.args])
-
-
-class ClassWriter(_Writer):
-    def __init__(self, target: Mirrored, mirrored: dict[str, Mirrored], module: ModuleCode) -> None:
-        super().__init__(target.async_name, mirrored, module)
-        self.target = target
-        self.lines: list[str] = []
-
-    def construct(self, target: Mirrored, value: str) -> str:
-        if target.is_root:
-            return f"{target.name}._from_async({value}, self._portal)"
-        return f"{target.name}({value}, self._portal)"
-
-    def wrapped_return(self, wrap: Wrap, value: str, *, may_be_self: bool = False) -> str:
-        built = self.construct(wrap.target, value)
-        if may_be_self and wrap.target is self.target:
-            built = f"self if {value} is self._wrapped else {built}"
-        if wrap.optional:
-            built = f"None if {value} is None else {built}"
-        return f"return {built}"
-
-    # the class
-
-    def write(self) -> list[str]:
-        target = self.target
-        module = self.module
-        node = source(target.module).classes[target.async_name]
-        self.module.need(_public(Import(target.module, target.async_name, target.async_name)))
-        self.module.need(Import(f"{SYNC}._portal", "Portal", "Portal"))
-        generic = params = ""
-        for base in node.bases:
-            if isinstance(base, ast.Subscript) and isinstance(base.value, ast.Name) and base.value.id == "Generic":
-                generic = ast.unparse(base)
-                params = f"[{ast.unparse(base.slice)}]"
-                module.need_names(_names_in(base), target.module, self.mirrored)
-        header = f"class {target.name}({generic}):" if generic else f"class {target.name}:"
-        lines = [header]
-        doc = ast.get_docstring(node)
-        body: list[str] = []
-        if doc:
-            body += render_doc(sync_doc(doc, self.names), INDENT)
-            body.append("")
-        # public class-level annotations: resources become sync wrappers, anything else a property
-        sub_wrappers: list[tuple[str, Mirrored]] = []
-        plain_annotations: list[tuple[str, ast.expr, str]] = []
-        for klass, class_node in _class_nodes(target.cls):
-            for item in class_node.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                    attr = item.target.id
-                    if attr.startswith("_") or any(a == attr for a, _ in sub_wrappers):
-                        continue
-                    wrap = _wrap_of(item.annotation, self.mirrored, f"{klass.__name__}.{attr}")
-                    if wrap is not None and not wrap.optional and not wrap.per_item:
-                        sub_wrappers.append((attr, wrap.target))
-                        module.need_names({wrap.target.name}, klass.__module__, self.mirrored)
-                    elif wrap is None:
-                        plain_annotations.append((attr, item.annotation, klass.__module__))
-                    else:
-                        raise GeneratorError(f"{klass.__name__}.{attr}: unsupported attribute type")
-        if sub_wrappers:
-            body += [f"{INDENT}{attr}: {sub.name}" for attr, sub in sub_wrappers]
-            body.append("")
-        wrapped_type = f"{target.async_name}{params}"
-        members = members_of(target)
-        if target.is_root:
-            body += self.root_init(members, wrapped_type, sub_wrappers)
+    def method(self, klass: type, fn: Function) -> list[str]:
+        where, decorators = f"{klass.__name__}.{fn.name}", [ast.unparse(d) for d in fn.decorator_list]
+        if decorators not in ([], ["property"]):
+            raise GeneratorError(f"{where}: decorators {decorators} are not supported")
+        returns = fn.returns
+        while isinstance(returns, ast.Subscript) and ast.unparse(returns.value) in ("Awaitable", "Coroutine"):
+            returns = returns.slice.elts[-1] if isinstance(returns.slice, ast.Tuple) else returns.slice
+        function, mirrored = inspect.getattr_static(klass, fn.name), self.mirrored(returns)
+        call, args = f"self._wrapped.{fn.name}", self.forward(fn.args)
+        target = f"functools.partial({call}, {args})" if args else call
+        if decorators:  # a property reads a value: no I/O, no loop hop
+            body = [f"return {self.wrap(call, returns, where)}"]
+        elif fn.name == "__repr__":
+            body = ['return repr(self._wrapped).removeprefix("Async")']
+        elif self.cls.__name__ == ROOT and fn.name in ("aclose", "__aexit__"):
+            body = [f"self._portal.close({target})"]  # closes the async client, then stops the loop
+        elif inspect.isasyncgenfunction(function) and not mirrored:  # one loop hop per item
+            body = [f"yield from self._portal.iterate({call}({args}))"]
+        elif fn.name == "__anext__":
+            body = ["try:", f"    return self._portal.call({target})", "except StopAsyncIteration:"]
+            body += ["    raise StopIteration from None"]
+        elif mirrored:  # a plain method (list(), with_options()) builds no I/O: it runs here
+            run = f"self._portal.call({target})" if inspect.iscoroutinefunction(function) else f"{call}({args})"
+            body = [f"result = {run}", f"return {self.wrap('result', returns, where, may_be_self=fn.name in RENAMED)}"]
         else:
-            body += [
-                f"{INDENT}def __init__(self, wrapped: {wrapped_type}, portal: Portal) -> None:",
-                f"{INDENT * 2}self._wrapped = wrapped",
-                f"{INDENT * 2}self._portal = portal",
-            ]
-            body += [f"{INDENT * 2}self.{a} = {self.construct(s, f'wrapped.{a}')}" for a, s in sub_wrappers]
-            body.append("")
-        for attr, annotation, context in plain_annotations:
-            body += self.forward_property(attr, annotation, context, None)
-        for member in members:
-            if member.kind == "init":
-                continue
-            if member.kind == "attribute":
-                assert member.annotation is not None
-                body += self.forward_property(member.name, member.annotation, member.owner.__module__, None)
-            elif member.kind == "property":
-                assert member.node is not None
-                body += self.forward_property(
-                    member.name, member.node.returns, member.owner.__module__, ast.get_docstring(member.node)
-                )
-            else:
-                body += self.method(member)
-        while body and body[-1] == "":
-            body.pop()
-        return lines + body
+            body = [("" if ast.unparse(returns or fn) == "None" else "return ") + f"self._portal.call({target})"]
+        lines = [f"@{d}" for d in decorators] + [self.signature(fn, RENAMED.get(fn.name, fn.name), returns)]
+        return lines + docstring(fn, "    ") + ["    " + line for line in body]
 
-    def root_init(self, members: list[Member], wrapped_type: str, subs: list[tuple[str, Mirrored]]) -> list[str]:
-        target = self.target
-        init = next((m for m in members if m.kind == "init"), None)
-        if init is None or init.node is None:
-            raise GeneratorError(f"{target.async_name} has no __init__ to mirror")
-        for hook in ("_forget_pools_after_fork", "aclose"):
-            if not callable(getattr(target.cls, hook, None)):
-                raise GeneratorError(f"{target.async_name} has no {hook}(): the sync client needs it")
-        signature, forward = self.signature(init.node, init.owner.__module__, "__init__", returns="None")
-        construct = Call(target.async_name, list[str | Call](forward))
-        lines = signature
-        lines += render_doc(
-            None if ast.get_docstring(init.node) is None else sync_doc(ast.get_docstring(init.node) or "", self.names),
-            INDENT * 2,
-        )
-        lines += render_call(Call("self._bind", [construct, "None"]), INDENT * 2)
-        lines += [
+    def write(self) -> str:
+        """The class: its docstring, resources, constructor, then each member in source order."""
+        resources: list[tuple[str, str]] = []  # public attributes declared on the class: pac.balance...
+        for item in (item for klass in self.bases for item in class_node(klass).body):
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.target.id[0] != "_":
+                if not isinstance(item.annotation, ast.Name) or not self.mirrored(item.annotation):
+                    raise GeneratorError(f"{self.cls.__name__}.{item.target.id}: only resources are mirrored")
+                resources.append((item.target.id, ASYNC_NAME.sub("", item.annotation.id)))
+        bind = [f"    self.{attr} = {name}(wrapped.{attr}, self._portal)" for attr, name in resources]
+        members = self.members()
+        init = [f"def __init__(self, wrapped: {self.cls.__name__}, portal: Portal) -> None:"]
+        init += ["    self._wrapped = wrapped", "    self._portal = portal", *bind]
+        blocks = [self.root_init(members, bind) if self.cls.__name__ == ROOT else init]
+        blocks += [self.method(klass, fn) for name, (klass, fn) in members.items() if name != "__init__"]
+        lines = [f"class {self.name}:", *docstring(class_node(self.cls), "    ")]
+        lines += [f"    {attr}: {name}" for attr, name in resources]
+        for block in blocks:
+            lines += ["", *("    " + line if line else "" for line in block)]
+        return "\n".join(lines)
+
+    def root_init(self, members: dict[str, tuple[type, Function]], bind: list[str]) -> list[str]:
+        """``PacSpace(...)`` takes ``AsyncPacSpace(...)``'s arguments, so configuration errors are
+        raised in the caller's thread; the portal's loop thread starts on the first call."""
+        fn, async_name, name = members["__init__"][1], self.cls.__name__, self.name
+        return [
+            self.signature(fn, "__init__", fn.returns),
+            *docstring(fn, "    "),
+            f"    self._bind({async_name}({self.forward(fn.args)}), None)",
             "",
-            f"{INDENT}@classmethod",
-            f"{INDENT}def _from_async(cls, wrapped: {wrapped_type}, portal: Portal) -> {target.name}:",
-            f'{INDENT * 2}"""A {target.name} over `wrapped`, sharing `portal` (see `with_options`)."""',
-            f"{INDENT * 2}client = cls.__new__(cls)",
-            f"{INDENT * 2}client._bind(wrapped, portal)",
-            f"{INDENT * 2}return client",
+            "@classmethod",
+            f"def _from_async(cls, wrapped: {async_name}, portal: Portal) -> {name}:",
+            f'    """A {name} over `wrapped`, sharing `portal` (see `with_options`)."""',
+            "    client = cls.__new__(cls)",
+            "    client._bind(wrapped, portal)",
+            "    return client",
             "",
-            f"{INDENT}def _bind(self, wrapped: {wrapped_type}, portal: Portal | None) -> None:",
-            f"{INDENT * 2}self._wrapped = wrapped",
-            f"{INDENT * 2}self._portal = Portal(wrapped._forget_pools_after_fork) if portal is None else portal",
+            f"def _bind(self, wrapped: {async_name}, portal: Portal | None) -> None:",
+            "    self._wrapped = wrapped",
+            "    self._portal = Portal(wrapped._forget_pools_after_fork) if portal is None else portal",
+            *bind,
         ]
-        lines += [f"{INDENT * 2}self.{a} = {self.construct(s, f'wrapped.{a}')}" for a, s in subs]
-        lines.append("")
-        return lines
 
-    def forward_property(self, name: str, returns: ast.expr | None, context: str, doc: str | None) -> list[str]:
-        where = f"{self.target.async_name}.{name}"
-        wrap = _wrap_of(returns, self.mirrored, where)
-        if wrap is not None and wrap.per_item:
-            raise GeneratorError(f"{where}: iterator properties are not supported")
-        annotation = self.annotation(returns, context, returns=True)
-        lines = [f"{INDENT}@property", f"{INDENT}def {name}(self) -> {annotation}:"]
-        lines += render_doc(sync_doc(doc, self.names) if doc else None, INDENT * 2)
-        if wrap is None:
-            lines.append(f"{INDENT * 2}return self._wrapped.{name}")
+
+def render(doc: list[str], imported: list[str], exports: list[str], body: str = "") -> str:
+    head = [HEADER, *doc, *["from __future__ import annotations"] * bool(body), *imported]
+    return "\n".join([*head, f"__all__ = {sorted(exports)!r}", body]) + "\n"
+
+
+def package_inits(classes: dict[str, list[str]]) -> dict[str, str]:
+    """The resources' ``__init__.py``, and the top one: the generated classes, the twins of the
+    async package's own ``Async*`` names, and its other public names (the very same objects)."""
+    top = import_module(ASYNC)
+    twins = {ASYNC_NAME.sub("", name): sync_module(module) for module, names in classes.items() for name in names}
+    lines = []
+    for name in top.__all__:
+        value = getattr(top, name)
+        if ASYNC_NAME.match(name) and inspect.isclass(value):
+            twins.setdefault(ASYNC_NAME.sub("", name), sync_module(value.__module__))  # a hand-written one
+        elif name.startswith("Async") or inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
+            raise GeneratorError(f"{ASYNC}.{name} is public but has no sync twin")
+        elif inspect.ismodule(value) and (REPO / SYNC / value.__name__.split(".")[-1]).exists():
+            raise GeneratorError(f"{ASYNC}.{name}: re-exported, {SYNC}.{name} would be the async module")
         else:
-            lines.append(f"{INDENT * 2}value = self._wrapped.{name}")
-            lines.append(INDENT * 2 + self.wrapped_return(wrap, "value"))
-        return [*lines, ""]
-
-    def method(self, member: Member) -> list[str]:
-        node = member.node
-        assert node is not None
-        target = self.target
-        context = member.owner.__module__
-        async_name = node.name
-        where = f"{member.owner.__name__}.{async_name}"
-        function = inspect.getattr_static(member.owner, async_name)
-        is_coroutine = inspect.iscoroutinefunction(function)
-        is_generator = inspect.isasyncgenfunction(function)
-        wrap = _wrap_of(node.returns, self.mirrored, where)
-        returns = self.annotation(node.returns, context, returns=True)
-        signature, forward = self.signature(node, context, member.name, returns)
-        doc = ast.get_docstring(node)
-        lines = signature + render_doc(sync_doc(doc, self.names) if doc else None, INDENT * 2)
-        indent = INDENT * 2
-        call = Call(f"self._wrapped.{async_name}", list(forward))
-        through_portal = Call("self._portal.call", [self.partial(call)])
-        override = OVERRIDES.get((target.async_name, async_name))
-
-        if override is not None:
-            body = [indent + line for line in override]
-        elif target.is_root and async_name in ("aclose", "__aexit__"):
-            if returns != "None":
-                raise GeneratorError(f"{where}: a close that returns a value is not supported")
-            body = render_call(Call("self._portal.close", [self.partial(call)]), indent)
-        elif async_name == "__anext__":
-            body = [f"{indent}try:"]
-            body += render_call(through_portal, indent + INDENT, "return ")
-            body += [f"{indent}except StopAsyncIteration:", f"{indent}{INDENT}raise StopIteration from None"]
-        elif async_name in LOCAL_DUNDERS and not is_coroutine and not is_generator:
-            body = [indent + "return " + _local_dunder(async_name, forward)]
-        elif is_generator or (wrap is not None and wrap.per_item) or _is_async_iterator(node.returns):
-            items = Call("self._portal.iterate", [call])
-            if wrap is None:
-                body = render_call(items, indent, "yield from ")
-            else:
-                body = render_call(items, indent, "for item in ", ":")
-                body.append(indent + INDENT + "yield " + self.construct(wrap.target, "item"))
-        elif not is_coroutine and wrap is not None:
-            # A factory (list(), with_options()): no I/O, so it runs here; its result is wrapped.
-            body = render_call(call, indent, "result = ")
-            body.append(indent + self.wrapped_return(wrap, "result", may_be_self=async_name in RENAMED))
-        elif wrap is not None:
-            # `__aenter__`/`__aiter__` hand back the object itself: so do their twins.
-            body = render_call(through_portal, indent, "result = ")
-            body.append(indent + self.wrapped_return(wrap, "result", may_be_self=async_name in RENAMED))
-        elif returns == "None":
-            body = render_call(through_portal, indent)
-        else:
-            body = render_call(through_portal, indent, "return ")
-        return [*lines, *body, ""]
-
-
-def _is_async_iterator(returns: ast.expr | None) -> bool:
-    node = returns.value if isinstance(returns, ast.Subscript) else returns
-    return isinstance(node, ast.Name) and node.id in ASYNC_GENERICS
-
-
-def _local_dunder(name: str, forward: list[str]) -> str:
-    if name == "__repr__":
-        return 'repr(self._wrapped).removeprefix("Async")'
-    if name in ("__iter__", "__len__", "__bool__") and not forward:
-        return f"{name.strip('_')}(self._wrapped)"
-    if name == "__contains__" and len(forward) == 1:
-        return f"{forward[0]} in self._wrapped"
-    return f"self._wrapped.{name}({', '.join(forward)})"
-
-
-# --- modules of functions ----------------------------------------------------------------------
-
-
-def _declared_all(found: Source) -> list[str]:
-    """The names of a module's literal ``__all__`` (none when it has no such statement)."""
-    for node in found.tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            value = ast.literal_eval(node.value)
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                raise GeneratorError(f"{found.name}: __all__ must be a literal list of names")
-            return list(value)
-    return []
-
-
-def _signature_names(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-    args = node.args
-    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-    names = _names_in(node.returns)
-    for arg in every:
-        if arg is not None:
-            names |= _names_in(arg.annotation)
-    return names
-
-
-def _takes_client(node: ast.AsyncFunctionDef) -> bool:
-    positional = [*node.args.posonlyargs, *node.args.args]
-    first = positional[0].annotation if positional else None
-    return isinstance(first, ast.Name) and first.id == ROOT_CLASS
-
-
-def function_modules() -> list[str]:
-    """Public modules of pacspace_async (not packages) whose ``__all__`` names a coroutine function
-    that takes the client first, such as ``async def call_tool(pac: AsyncPacSpace, ...)``.
-
-    Read from the source, so modules that merely exist (the CLI...) are not imported.
-    """
-    package = importlib.import_module(ASYNC)
-    found = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.ispkg or info.name.startswith("_"):
-            continue
-        name = f"{ASYNC}.{info.name}"
-        module_source = source(name)
-        exported = set(_declared_all(module_source))
-        if any(
-            isinstance(node, ast.AsyncFunctionDef) and node.name in exported and _takes_client(node)
-            for node in module_source.tree.body
-        ):
-            found.append(name)
-    return found
-
-
-class FunctionWriter(_Writer):
-    """Mirrors one coroutine function that takes the client first: same name, parameters, defaults,
-    annotations and docstring, the client typed as the sync client; the body runs the async
-    function on the sync client's wrapped async client, in its loop (``pac._portal``)."""
-
-    def __init__(self, async_module: str, alias: str, mirrored: dict[str, Mirrored], module: ModuleCode) -> None:
-        super().__init__(async_module, mirrored, module)
-        self.alias = alias
-        self.root = next(m for m in mirrored.values() if m.is_root)
-
-    def function(self, node: ast.AsyncFunctionDef) -> list[str]:
-        where = f"{self.where}.{node.name}"
-        if _wrap_of(node.returns, self.mirrored, where) is not None:
-            raise GeneratorError(f"{where}: a module function that returns an async object is not supported")
-        client = [*node.args.posonlyargs, *node.args.args][0].arg
-        self.module.need_names({self.root.name}, self.where, self.mirrored)
-        returns = self.annotation(node.returns, self.where, returns=True)
-        signature, forward = self.signature(
-            node,
-            self.where,
-            node.name,
-            returns,
-            receiver=(f"{client}: {self.root.name}", f"{client}._wrapped"),
-            indent="",
-        )
-        doc = ast.get_docstring(node)
-        lines = signature + render_doc(_function_doc(doc, self.where, self.names), INDENT)
-        call = Call(f"{self.alias}.{node.name}", list(forward))
-        through_portal = Call(f"{client}._portal.call", [self.partial(call)])
-        lines += render_call(through_portal, INDENT, "" if returns == "None" else "return ")
-        return lines
-
-
-def function_module(async_module: str, mirrored: dict[str, Mirrored]) -> str:
-    """The sync twin of a module of functions (see `function_modules`).
-
-    Each coroutine function of its ``__all__`` that takes the client first is mirrored by a
-    blocking function (`FunctionWriter`); every other name (pure functions, classes, constants) is
-    re-exported: the very same object. An async name that cannot be mirrored stops the generator.
-    """
-    names = {k: v.name for k, v in mirrored.items()}
-    found = source(async_module)
-    live = importlib.import_module(async_module)
-    code = ModuleCode(sync_module(async_module), {Import("__future__", "annotations", "annotations")})
-    alias = "_async_" + async_module.rpartition(".")[2]
-    nodes = {
-        node.name: node
-        for node in found.tree.body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            lines.append(f"from {ASYNC} import {name}")
+    resources = {name: module for name, module in twins.items() if module.startswith(f"{SYNC}.resources.")}
+    resource_lines = [f"from {module} import {name}" for name, module in resources.items()]
+    exports = [name for name in top.__all__ if not ASYNC_NAME.match(name)] + list(twins)
+    return {
+        "__init__.py": render([PACKAGE_DOC], lines + [f"from {m} import {n}" for n, m in twins.items()], exports),
+        "resources/__init__.py": render(docstring(module_tree(f"{ASYNC}.resources")), resource_lines, list(resources)),
     }
-    exported = _declared_all(found)
-    functions: list[ast.AsyncFunctionDef] = []
-    for name in exported:
-        value = getattr(live, name)
-        node = nodes.get(name)
-        where = f"{async_module}.{name}"
-        if inspect.iscoroutinefunction(value):
-            if not isinstance(node, ast.AsyncFunctionDef) or not _takes_client(node):
-                raise GeneratorError(f"{where}: a coroutine function is mirrored only when it takes the client first")
-            functions.append(node)
-            continue
-        if inspect.isasyncgenfunction(value) or name.startswith("Async"):
-            raise GeneratorError(f"{where}: has no sync twin")
-        if inspect.isclass(value) and any(
-            inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member) for member in vars(value).values()
-        ):
-            raise GeneratorError(f"{where}: a class with async methods cannot be re-exported as it is")
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _signature_names(node) & set(mirrored):
-            raise GeneratorError(f"{where}: mentions an async client type and cannot be re-exported as it is")
-        code.need(Import(async_module, name, name))
-    body: list[str] = []
-    if functions:
-        code.need(Import(async_module, None, alias))
-        for node in sorted(functions, key=lambda n: n.lineno):
-            writer = FunctionWriter(async_module, alias, mirrored, code)
-            if body:
-                body += ["", ""]
-            body += writer.function(node)
-            if writer.uses_partial:
-                code.need(Import("functools", None, "functools"))
-    doc = _function_doc(ast.get_docstring(found.tree), async_module, names)
-    return render_module(code, doc, body, sorted(exported))
 
 
-def _function_doc(doc: str | None, async_module: str, names: dict[str, str]) -> str | None:
-    """`sync_doc`, and the module's own import path made the sync one (examples import from it)."""
-    if not doc:
-        return None
-    return sync_doc(re.sub(rf"\b{re.escape(async_module)}\b", sync_module(async_module), doc), names)
-
-
-# --- modules -----------------------------------------------------------------------------------
-
-
-def render_module(module: ModuleCode, doc: str | None, body: list[str], exports: list[str]) -> str:
-    lines = [HEADER]
-    lines += render_doc(doc, "")
-    if doc:
-        lines.append("")
-    imports = module.render_imports()
-    lines += imports
-    if exports:
-        lines += _render_all(exports)
-        lines.append("")
-    if module.typevars:
-        lines += [module.typevars[name] for name in sorted(module.typevars)]
-        lines.append("")
-    if body:
-        lines.append("")
-        lines += body
-    while lines and lines[-1] == "":
-        lines.pop()
-    return "\n".join(lines) + "\n"
-
-
-def _render_all(names: list[str]) -> list[str]:
-    line = "__all__ = [" + ", ".join(f'"{n}"' for n in names) + "]"
-    if len(line) <= LINE_LENGTH:
-        return [line]
-    return ["__all__ = ["] + [f'{INDENT}"{n}",' for n in names] + ["]"]
+def ruff(relative: str, text: str) -> str:
+    """`text` through `RUFF_PASSES` with the project's settings, as if it were pacspace_sync/`relative`."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")  # this venv's first
+    if ruff is None:
+        raise GeneratorError("ruff is not installed (it is in the dev extra)")
+    for command in RUFF_PASSES:
+        argv = [ruff, *command, "--quiet", f"--stdin-filename={SYNC}/{relative}", "-"]
+        done = subprocess.run(argv, input=text, capture_output=True, text=True, cwd=REPO)
+        if done.returncode != 0:
+            raise GeneratorError(f"{' '.join(argv[1:-1])}:\n{(done.stderr or done.stdout).strip()}")
+        text = done.stdout
+    return text
 
 
 def generate() -> dict[str, str]:
     """Every generated file, by its path relative to the package directory."""
-    mirrored = discover()
-    names = {k: v.name for k, v in mirrored.items()}
-    files: dict[str, str] = {}
-    by_module: dict[str, list[Mirrored]] = {}
-    for target in mirrored.values():
-        by_module.setdefault(target.module, []).append(target)
-    for async_module in sorted(by_module):
-        targets = sorted(by_module[async_module], key=lambda t: source(async_module).classes[t.async_name].lineno)
-        code = ModuleCode(sync_module(async_module), {Import("__future__", "annotations", "annotations")})
-        code.local_classes = {t.name for t in targets}
-        body: list[str] = []
-        partial = False
-        for target in targets:
-            writer = ClassWriter(target, mirrored, code)
-            if body:
-                body += ["", ""]
-            body += writer.write()
-            partial = partial or writer.uses_partial
-        if partial:
-            code.need(Import("functools", None, "functools"))
-        doc = ast.get_docstring(source(async_module).tree)
-        text = render_module(code, sync_doc(doc, names) if doc else None, body, sorted(t.name for t in targets))
-        relative = async_module.removeprefix(ASYNC).lstrip(".").replace(".", "/")
-        files[f"{relative}.py"] = text
-    for async_module in function_modules():
-        relative = async_module.removeprefix(ASYNC).lstrip(".").replace(".", "/")
-        files[f"{relative}.py"] = function_module(async_module, mirrored)
-    files["resources/__init__.py"] = package_init(
-        RESOURCES, [m for m in mirrored.values() if m.module.startswith(RESOURCES + ".")], mirrored, reexport=False
-    )
-    files["__init__.py"] = package_init(ASYNC, list(mirrored.values()), mirrored, reexport=True)
-    return dict(sorted(files.items()))
-
-
-def package_init(package: str, classes: list[Mirrored], mirrored: dict[str, Mirrored], *, reexport: bool) -> str:
-    names = {k: v.name for k, v in mirrored.items()}
-    code = ModuleCode(sync_module(package))
-    exports: list[str] = []
-    for target in classes:
-        code.need(Import(target.sync_module, target.name, target.name))
-        exports.append(target.name)
-    if reexport:
-        # The very same objects as pacspace_async: keys, environments, errors, models, webhooks...
-        top = importlib.import_module(ASYNC)
-        for name in top.__all__:
-            value = getattr(top, name)
-            if inspect.isclass(value) and name in mirrored:
-                continue
-            if name.startswith("Async") or inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
-                raise GeneratorError(f"{ASYNC}.{name} is public but has no sync twin")
-            if inspect.ismodule(value) and value.__name__ in function_modules():
-                # Re-exported as it is, pacspace_sync.<name> would be the async module.
-                raise GeneratorError(
-                    f"{ASYNC}.{name} has a sync twin ({sync_module(value.__name__)}): import it as a submodule, "
-                    f"do not export it from {ASYNC}"
-                )
-            code.need(Import(ASYNC, name, name))
-            exports.append(name)
-    if len(set(exports)) != len(exports):
-        raise GeneratorError(f"{sync_module(package)} would export a name twice: {sorted(exports)}")
-    found = ast.get_docstring(source(package).tree)
-    doc = sync_doc(found, names) if found else None
-    if reexport:
-        doc = (
-            "pacspace_sync: the blocking facade over pacspace_async, generated from it.\n\n"
-            "`PacSpace` is `AsyncPacSpace` without ``await``: the same resources, methods, parameters and\n"
-            "errors. Keys, environments, errors, models and webhooks are the very same objects as in\n"
-            "pacspace_async, so ``except pacspace_sync.RateLimitError`` also catches the async client's."
-        )
-    return render_module(code, doc, [], sorted(exports))
-
-
-# --- writing -----------------------------------------------------------------------------------
-
-
-def stale_files(out: Path, files: dict[str, str]) -> list[Path]:
-    """Files in `out` a previous generation wrote that this one no longer makes."""
-    stale = []
-    for path in sorted(out.rglob("*.py")):
-        relative = path.relative_to(out).as_posix()
-        if relative in files or relative in HAND_WRITTEN or "__pycache__" in relative:
-            continue
-        with path.open(encoding="utf-8") as handle:
-            if handle.readline().rstrip("\n") == HEADER:
-                stale.append(path)
-    return stale
+    resources = pkgutil.iter_modules(import_module(f"{ASYNC}.resources").__path__)
+    modules = [f"{ASYNC}._client", *sorted(f"{ASYNC}.resources.{m.name}" for m in resources if m.name[0] != "_")]
+    classes = {module: [cls.__name__ for cls in async_classes(module)] for module in modules}
+    classes = {module: names for module, names in classes.items() if names}
+    files = package_inits(classes)
+    for module in classes:
+        writers = [Writer(cls) for cls in async_classes(module)]
+        body = "\n\n\n".join(writer.write() for writer in writers)
+        path = module.split(".", 1)[1].replace(".", "/") + ".py"
+        files[path] = render(docstring(module_tree(module)), imports(module), [w.name for w in writers], body)
+    return {name: ruff(name, text) for name, text in sorted(files.items())}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=REPO / SYNC, help="where to write (default: pacspace_sync/)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out differs")
     options = parser.parse_args(argv)
+    out: Path = options.out
+    found = {p.relative_to(out).as_posix(): p.read_text(encoding="utf-8") for p in sorted(out.rglob("*.py"))}
+    ours = {name for name, text in found.items() if text.startswith(HEADER + "\n")}  # the rest is hand-written
     try:
         files = generate()
+        if overwritten := sorted(set(files) & set(found) - ours):
+            raise GeneratorError(f"hand-written files are not overwritten: {overwritten}")
     except GeneratorError as error:
         print(f"generate_sync: {error}", file=sys.stderr)
         return 2
-    out: Path = options.out
-    changed = [name for name, text in files.items() if _read(out / name) != text]
-    stale = stale_files(out, files) if out.exists() else []
+    changed, stale = [name for name, text in files.items() if found.get(name) != text], sorted(ours - set(files))
     if options.check:
-        for name in changed:
-            print(f"stale: {out / name}", file=sys.stderr)
-        for path in stale:
-            print(f"no longer generated: {path}", file=sys.stderr)
+        for message in [f"stale: {name}" for name in changed] + [f"no longer generated: {name}" for name in stale]:
+            print(message, file=sys.stderr)
         if changed or stale:
-            print("pacspace_sync is out of date: run `nox -s generate`", file=sys.stderr)
-            return 1
-        return 0
+            print(f"{out} is out of date: run `nox -s generate`", file=sys.stderr)
+        return 1 if changed or stale else 0
     for name in changed:
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(files[name], encoding="utf-8")
-    for path in stale:
-        path.unlink()
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(files[name], encoding="utf-8")
+    for name in stale:
+        (out / name).unlink()
     print(f"generate_sync: {len(files)} files in {out} ({len(changed)} written, {len(stale)} removed)")
     return 0
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

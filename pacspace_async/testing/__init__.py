@@ -11,10 +11,12 @@ fixtures: ``pacspace_emulator``, ``pacspace_client``, ``pacspace_emulator_thread
 """
 
 from ._deliveries import DeliveryAttempt, WebhookDeliveryRecord
-from ._emulator import Emulator, FailRule
+from ._emulator import Emulator
 from ._faults import FAULT_KINDS, Faults
+from ._keys import PERMISSIONS
 from ._merkle import canonical_json, keccak256, leaf_hash, merkle_root, node_hash
-from ._state import PERMISSIONS, EmulatedCheckpoint, EmulatedDelta, RequestRecord
+from ._records import EmulatedCheckpoint, EmulatedDelta, RequestRecord
+from ._settings import FailRule
 
 __all__ = [
     "FAULT_KINDS",

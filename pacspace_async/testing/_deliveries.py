@@ -23,7 +23,8 @@ import attrs
 
 from .._environments import Environment
 from ..webhooks import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header
-from ._state import Ids, int_value, optional_text
+from ._ids import Ids
+from ._inputs import int_value, optional_text
 from ._wire import ApiError, dumps, iso, utc
 
 __all__ = ["DeliveryAttempt", "Dispatcher", "WebhookDeliveryRecord", "WebhookEndpoint"]

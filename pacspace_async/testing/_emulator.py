@@ -1,15 +1,15 @@
-"""`Emulator`: the PacSpace Balance API as a real HTTP server on 127.0.0.1, one port per environment."""
+"""`Emulator`: the facade of the PacSpace emulator (lifecycle, keys, faults, inspection).
+
+The parts it puts together, each in its own module: `_app` (one aiohttp application per
+environment) whose `_pipeline` of middlewares checks every request before a `_handlers`
+function applies the write rules or asks `_queries`; the `_ledger` they keep; the
+`_settlement` that moves deltas to their final status; `_deliveries` for webhooks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
-import hmac
-import logging
-import math
-import re
-import secrets
 import threading
 import time
 from collections import deque
@@ -18,122 +18,29 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 from aiohttp import web
 
 from .._environments import Environment
+from ._app import Backend, build_app
+from ._clocks import now_utc
 from ._deliveries import Dispatcher, WebhookDeliveryRecord
-from ._faults import Decision, FaultPlan, Faults
-from ._merkle import canonical_json, require_keccak
+from ._faults import FaultPlan, Faults
+from ._ids import Ids
+from ._keys import KeyRecord, new_key
+from ._ledger import Ledger
+from ._merkle import require_keccak
+from ._pipeline import IdempotencyStore, RateLimiter
+from ._records import EmulatedCheckpoint, EmulatedDelta, RequestRecord, snapshot_checkpoint, snapshot_delta
 from ._serverlog import server_logger
-from ._state import (
-    PERMISSIONS,
-    SCOPE_LIMITS,
-    CheckpointState,
-    DeltaItem,
-    DeltaState,
-    EmulatedCheckpoint,
-    EmulatedDelta,
-    Idempotent,
-    Ids,
-    KeyRecord,
-    Ledger,
-    RequestRecord,
-    now_utc,
-    snapshot_deltas,
-)
-from ._wire import ApiError, Reply, dumps, loads
+from ._settings import FailRule
+from ._settlement import Settlement
 
 if TYPE_CHECKING:
     from .._client import AsyncPacSpace
 
-__all__ = ["Emulator", "FailRule"]
+__all__ = ["Emulator"]
 
 T = TypeVar("T")
-FailRule = Callable[[Mapping[str, Any]], object]
-"""Called with a delta (``recordId``, ``customerId``, ``delta`` as Decimal, ``reason``,
-``referenceId``, ``metadata``, ``environment``, ``sequenceNumber``) when it is due to verify.
-Truthy: the delta becomes FAILED (a str return value is used as its error text)."""
-
-logger = logging.getLogger("pacspace.emulator")
-
-_KEY = re.compile(r"(pk_test_|pk_live_)([^.\s]+)\.(\S+)")
-_FAULT_CODES = {"500": "INTERNAL_ERROR", "502": "BAD_GATEWAY", "503": "SERVICE_UNAVAILABLE"}
-
-
-@attrs.frozen
-class _Route:
-    method: str
-    template: str
-    permission: str | None
-    handler: str
-
-    @property
-    def resource(self) -> str:
-        return f"{self.method} {self.template}"
-
-
-_ROUTES: tuple[_Route, ...] = (
-    _Route("POST", "/api/v1/balance/delta", "balance:write", "_emit"),
-    _Route("POST", "/api/v1/balance/delta/batch", "balance:write", "_emit_batch"),
-    _Route("GET", "/api/v1/balance/delta/{recordId}", "balance:read", "_status"),
-    _Route("GET", "/api/v1/balance/derive/{customerId}", "balance:read", "_derive"),
-    _Route("POST", "/api/v1/balance/compare", "balance:read", "_compare"),
-    _Route("GET", "/api/v1/balance/gaps/{customerId}", "balance:read", "_gaps"),
-    _Route("POST", "/api/v1/balance/checkpoint", "checkpoints:write", "_checkpoint"),
-    _Route("GET", "/api/v1/balance/checkpoints", "checkpoints:read", "_checkpoints"),
-    _Route("GET", "/api/v1/balance/receipt/{customerId}", "receipts:read", "_receipt"),
-    _Route("GET", "/api/v1/balance/invoice-proof/{customerId}", "receipts:read", "_receipt"),
-    _Route("GET", "/api/v1/balance/usage", "usage:read", "_usage"),
-    _Route("GET", "/api/v1/balance/limits", "usage:read", "_limits"),
-    _Route("GET", "/api/v1/balance/customers", "customers:read", "_customers"),
-    _Route("GET", "/api/v1/balance/customers/summary", "customers:read", "_customers_summary"),
-    _Route("GET", "/api/v1/balance/customers/{customerId}", "customers:read", "_customer"),
-    _Route("GET", "/api/v1/balance/webhooks", "webhooks:read", "_deliveries"),
-    _Route("POST", "/api/v1/balance/webhooks/{eventId}/retry", "webhooks:write", "_retry_delivery"),
-    _Route("GET", "/api/v1/verify/{proofRoot}", None, "_verify"),
-)
-
-
-@attrs.define
-class _Call:
-    """One request as a handler sees it."""
-
-    environment: Environment
-    ledger: Ledger
-    key: KeyRecord | None
-    query: Mapping[str, str]
-    match: Mapping[str, str]
-    body: Any
-    idempotency_key: str | None
-    now: datetime
-    base_url: str
-
-    def body_object(self) -> Mapping[str, Any]:
-        if self.body is None:
-            return {}
-        if not isinstance(self.body, Mapping):
-            raise ApiError(400, "VALIDATION_ERROR", "the request body must be a JSON object")
-        return self.body
-
-
-@attrs.define
-class _Trace:
-    """What the request log needs to know about a request as it goes."""
-
-    key_id: str | None = None
-    replayed: bool = False
-    slowed: bool = False  # a "slow" fault already waited (where a write would happen)
-    keyed: bool = False  # a POST carrying an Idempotency-Key: its answer says whether it is a replay
-
-
-def _loop_time() -> float:
-    """The clock of rate and cadence windows: the event loop's, as the README says."""
-    return asyncio.get_running_loop().time()
-
-
-def _wait_headers(seconds: float) -> dict[str, str]:
-    return {"Retry-After": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
 
 
 def _positive_or_none(name: str, value: float | None) -> float | None:
@@ -205,17 +112,30 @@ class Emulator:
         self._ids = Ids(seed)
         self._plan = FaultPlan(faults, seed)
         self._keys: dict[str, KeyRecord] = {}
+        # Changed in place (reset() puts new ledgers in): the servers hold these very mappings.
         self._ledgers = {environment: Ledger(environment, self._ids) for environment in Environment}
+        self._idempotency = {environment: IdempotencyStore() for environment in Environment}
         self._requests: deque[RequestRecord] = deque(maxlen=max_logged_requests)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._timers: dict[DeltaState | CheckpointState, list[asyncio.TimerHandle]] = {}
-        self._unsettled: dict[DeltaState | CheckpointState, None] = {}
-        self._closing = False  # set by aclose(): requests still finishing schedule nothing more
+        self._limiter = RateLimiter()
         self._dispatcher = Dispatcher(
             ids=self._ids, clock=clock, retry_delays=webhook_retry_delays, timeout=webhook_timeout
         )
+        self._settlement = Settlement(ledgers=self._ledgers, dispatcher=self._dispatcher, settings=self, now=self._now)
         self._runners: list[web.AppRunner] = []
         self._urls: dict[Environment, str] = {}
+        self._backend = Backend(
+            settings=self,
+            keys=self._keys,
+            ledgers=self._ledgers,
+            idempotency=self._idempotency,
+            limiter=self._limiter,
+            plan=self._plan,
+            log=self._requests,
+            settlement=self._settlement,
+            dispatcher=self._dispatcher,
+            urls=self._urls,
+            now=self._now,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
@@ -232,11 +152,10 @@ class Emulator:
             raise RuntimeError("this Emulator is already running")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._closing = False
+        self._settlement.closing = False
         try:
             for environment in Environment:
-                app = web.Application()
-                self._add_routes(app, environment)
+                app = build_app(environment, self._backend)
                 # No access log, and a logger that never quotes request bytes (header values).
                 runner = web.AppRunner(app, access_log=None, logger=server_logger(), shutdown_timeout=1.0)
                 await runner.setup()
@@ -255,17 +174,13 @@ class Emulator:
         """Stop serving; pending verifications and webhook deliveries are dropped. Idempotent."""
         # Serving stops first: a request still finishing during the cleanup would otherwise
         # schedule a verification (and its webhook) after the timers were cancelled.
-        self._closing = True
+        self._settlement.closing = True
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()
         # What was still on its way to a final status stays pending: settle() finishes it later
         # (after close, without webhooks: there is nobody to deliver them).
-        for item, handles in self._timers.items():
-            for handle in handles:
-                handle.cancel()
-            self._unsettled[item] = None
-        self._timers.clear()
+        self._settlement.stop_timers()
         await self._dispatcher.aclose()
         self._urls.clear()
 
@@ -368,20 +283,13 @@ class Emulator:
 
         Permission names are in `PERMISSIONS` (``balance:write``, ``balance:read``, ...).
         """
-        env = Environment.coerce(environment)
-        allowed = None if permissions is None else frozenset(permissions)
-        if allowed is not None and isinstance(permissions, str):
-            raise TypeError("permissions must be a collection of names, e.g. {'balance:read'}")
-        unknown = sorted((allowed or frozenset()) - PERMISSIONS)
-        if unknown:
-            raise ValueError(f"unknown permissions {unknown}; known: {sorted(PERMISSIONS)}")
+        record = new_key(Environment.coerce(environment), permissions)
 
-        def make() -> str:
-            record = KeyRecord(env, "emu" + secrets.token_hex(6), secrets.token_urlsafe(24), allowed)
+        def register() -> str:
             self._keys[record.key_id] = record
             return record.full_key
 
-        return self._sync(make)
+        return self._sync(register)
 
     def revoke_key(self, key: str) -> None:
         """Revoke a key (the full key or its ``pk_..._PUBLICID`` id): it gets 401 from now on."""
@@ -444,7 +352,14 @@ class Emulator:
     ) -> list[EmulatedDelta]:
         """The deltas stored, in recording order (snapshots)."""
         ledgers = self._ledgers_for(environment)
-        return self._sync(lambda: snapshot_deltas(ledgers, customer_id=customer_id, status=status))
+        return self._sync(
+            lambda: [
+                snapshot_delta(d)
+                for ledger in ledgers
+                for d in ledger.deltas.values()
+                if (customer_id is None or d.customer_id == customer_id) and (status is None or d.status == status)
+            ]
+        )
 
     def checkpoints(
         self, customer_id: str | None = None, environment: Environment | str | None = None
@@ -452,7 +367,7 @@ class Emulator:
         ledgers = self._ledgers_for(environment)
         return self._sync(
             lambda: [
-                c.snapshot()
+                snapshot_checkpoint(c)
                 for ledger in ledgers
                 for c in ledger.checkpoints.values()
                 if customer_id is None or c.customer_id == customer_id
@@ -476,7 +391,7 @@ class Emulator:
 
     def settle(self) -> None:
         """Move every pending delta and checkpoint to its final status now."""
-        self._sync(self._settle_now)
+        self._sync(self._settlement.settle)
 
     async def wait_for_deliveries(self, timeout: float = 5.0) -> None:
         """Wait until no webhook delivery is underway or waiting for a retry (any event loop)."""
@@ -533,497 +448,14 @@ class Emulator:
         return [self._ledgers[Environment.coerce(environment)]]
 
     def _reset_now(self) -> None:
-        for handles in self._timers.values():
-            for handle in handles:
-                handle.cancel()
-        self._timers.clear()
-        self._unsettled.clear()
-        self._ledgers = {environment: Ledger(environment, self._ids) for environment in Environment}
+        self._settlement.clear()
+        for environment in Environment:
+            self._ledgers[environment] = Ledger(environment, self._ids)
+            self._idempotency[environment].clear()
         self._requests.clear()
-        self._buckets.clear()
+        self._limiter.clear()
         self._dispatcher.clear()
         self._plan.reset()
 
-    # --- internals: the lifecycle -----------------------------------------------------------
-
     def _now(self) -> datetime:
         return now_utc(self._clock)
-
-    def _schedule(self, item: DeltaState | CheckpointState) -> None:
-        if self._closing:  # no timers any more: pending until settle()
-            self._unsettled[item] = None
-            return
-        delay = self.verify_delay
-        if delay is None:
-            self._unsettled[item] = None
-            return
-        loop = asyncio.get_running_loop()
-        handles = [loop.call_later(delay, self._finish, item)]
-        if isinstance(item, DeltaState):
-            handles.insert(0, loop.call_later(delay / 2, self._processing, item))
-        self._timers[item] = handles
-
-    def _processing(self, delta: DeltaState) -> None:
-        self._ledgers[delta.environment].mark_processing(delta, self._now())
-
-    def _finish(self, item: DeltaState | CheckpointState) -> None:
-        for handle in self._timers.pop(item, ()):
-            handle.cancel()
-        self._unsettled.pop(item, None)
-        ledger = self._ledgers[item.environment]
-        now = self._now()
-        publish = self._dispatcher.publish if not self._closing else (lambda *_: None)
-        if isinstance(item, CheckpointState):
-            if item.status != "VERIFIED":
-                ledger.mark_checkpoint_verified(item, now)
-                publish(item.environment, "checkpoint.verified", item.verified_event())
-            return
-        if item.final:
-            return
-        ledger.mark_processing(item, now)
-        error = self._failure(item)
-        if error is None:
-            ledger.mark_verified(item, now)
-            publish(item.environment, "delta.verified", item.verified_event())
-        else:
-            ledger.mark_failed(item, now, error)
-            publish(item.environment, "delta.failed", item.failed_event())
-
-    def _failure(self, delta: DeltaState) -> str | None:
-        rule = self.fail_rule
-        if rule is None:
-            return None
-        try:
-            verdict = rule(delta.rule_input())
-        except Exception as exc:
-            return f"fail_rule raised {type(exc).__name__}: {exc}"
-        if not verdict:
-            return None
-        return verdict if isinstance(verdict, str) else "rejected by the emulator's fail_rule"
-
-    def _settle_now(self) -> None:
-        pending = list(self._timers) + [item for item in self._unsettled if item not in self._timers]
-        for item in pending:
-            self._finish(item)
-
-    # --- internals: HTTP --------------------------------------------------------------------
-
-    def _add_routes(self, app: web.Application, environment: Environment) -> None:
-        for route in _ROUTES:
-            app.router.add_route(route.method, route.template, self._endpoint(environment, route))
-
-        async def not_found(request: web.Request) -> web.StreamResponse:
-            reply = ApiError(404, "NOT_FOUND", f"no route {request.method} {request.path}").reply()
-            self._log(request, environment, reply.status, _Trace(), None)
-            return self._response(reply, _Trace())
-
-        app.router.add_route("*", "/{tail:.*}", not_found)
-
-    def _endpoint(self, environment: Environment, route: _Route) -> Callable[[web.Request], Any]:
-        async def endpoint(request: web.Request) -> web.StreamResponse:
-            return await self._serve(request, environment, route)
-
-        return endpoint
-
-    async def _serve(self, request: web.Request, environment: Environment, route: _Route) -> web.StreamResponse:
-        raw = await request.read()
-        idempotency_key = request.headers.get("Idempotency-Key") or None
-        decision = self._plan.decide(request.method, request.path, route.template, idempotency_key)
-        trace = _Trace(
-            key_id=_key_id(request.headers.get("X-Api-Key")),
-            keyed=request.method == "POST" and idempotency_key is not None,
-        )
-        fault = None if decision is None else decision.kind
-        if fault in _FAULT_CODES:
-            assert fault is not None
-            reply = ApiError(int(fault), _FAULT_CODES[fault], f"emulator fault: HTTP {fault}").reply()
-            self._log(request, environment, reply.status, trace, fault)
-            return self._response(reply, trace)
-        if fault == "drop_before_write":
-            return self._drop(request, environment, trace, fault)
-        try:
-            reply = await self._process(request, environment, route, raw, idempotency_key, decision, trace)
-        except ApiError as error:
-            reply = error.reply()
-        except Exception as exc:  # an emulator bug: answer 500 and say so
-            logger.exception("emulator error on %s %s", request.method, request.path)
-            reply = ApiError(500, "EMULATOR_ERROR", f"emulator error: {type(exc).__name__}: {exc}").reply()
-        if fault == "slow" and not trace.slowed:  # a replay, a 202/409 or an early error: late too
-            assert decision is not None
-            await asyncio.sleep(decision.seconds)
-        if fault == "drop_after_write":
-            return self._drop(request, environment, trace, fault)
-        self._log(request, environment, reply.status, trace, fault)
-        return self._response(reply, trace)
-
-    def _drop(self, request: web.Request, environment: Environment, trace: _Trace, fault: str) -> web.StreamResponse:
-        self._log(request, environment, None, trace, fault)
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
-        return web.Response()
-
-    def _response(self, reply: Reply, trace: _Trace) -> web.Response:
-        headers = {**reply.headers, "X-Request-Id": "req_" + secrets.token_hex(8)}
-        # As Stripe does: every successful keyed POST says whether it came from idempotency memory.
-        if trace.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        elif trace.keyed and 200 <= reply.status < 300:
-            headers["Idempotent-Replayed"] = "false"
-        return web.Response(
-            body=dumps(reply.body), status=reply.status, headers=headers, content_type="application/json"
-        )
-
-    def _log(
-        self,
-        request: web.Request,
-        environment: Environment,
-        status: int | None,
-        trace: _Trace,
-        fault: str | None,
-    ) -> None:
-        self._requests.append(
-            RequestRecord(
-                method=request.method,
-                path=request.path,
-                environment=environment,
-                status=status,
-                key_id=trace.key_id,
-                idempotency_key=request.headers.get("Idempotency-Key"),
-                fault=fault,
-                replayed=trace.replayed,
-                at=self._now(),
-            )
-        )
-
-    async def _process(
-        self,
-        request: web.Request,
-        environment: Environment,
-        route: _Route,
-        raw: bytes,
-        idempotency_key: str | None,
-        decision: Decision | None,
-        trace: _Trace,
-    ) -> Reply:
-        key = None
-        if route.permission is not None:
-            key = self._authenticate(request, environment, route, trace)
-            self._check_rate(key)
-        chain = request.headers.get("X-Chain-Id")
-        if chain is not None and chain.strip() != str(environment.chain_id):
-            raise ApiError(
-                400,
-                "CHAIN_ID_MISMATCH",
-                f"X-Chain-Id {chain} does not belong to {environment.value} (expected {environment.chain_id})",
-            )
-        body: Any = None
-        if raw.strip():
-            try:
-                body = loads(raw)
-            except ValueError:
-                raise ApiError(400, "INVALID_JSON", "the request body is not valid JSON") from None
-        ledger = self._ledgers[environment]
-        entry: Idempotent | None = None
-        if request.method == "POST" and idempotency_key is not None:
-            fingerprint = hashlib.sha256(f"{request.method} {request.path} {canonical_json(body)}".encode()).hexdigest()
-            existing = ledger.idempotency.get(idempotency_key)
-            if existing is not None:
-                if existing.fingerprint != fingerprint:
-                    raise ApiError(
-                        409,
-                        "IDEMPOTENCY_KEY_REUSED",
-                        "this Idempotency-Key was already used with a different request; use a new key",
-                    )
-                if existing.reply is None:
-                    wait = self.idempotency_pending_seconds
-                    return Reply(
-                        202,
-                        {
-                            "code": "IDEMPOTENCY_PENDING",
-                            "retryAfterSeconds": wait,
-                            "message": "a request with this Idempotency-Key is still being processed",
-                        },
-                        _wait_headers(wait),
-                    )
-                trace.replayed = True
-                stored: Reply = existing.reply
-                return stored
-            entry = Idempotent(fingerprint)
-            ledger.idempotency[idempotency_key] = entry
-        try:
-            if decision is not None and decision.kind == "slow":
-                # Here, after the key is taken and before the write: a retry meanwhile sees 202.
-                trace.slowed = True
-                await asyncio.sleep(decision.seconds)
-            call = _Call(
-                environment=environment,
-                ledger=ledger,
-                key=key,
-                query=request.query,
-                match=request.match_info,
-                body=body,
-                idempotency_key=idempotency_key,
-                now=self._now(),
-                base_url=self._urls.get(environment, ""),
-            )
-            handler: Callable[[_Call], Reply] = getattr(self, route.handler)
-            reply = handler(call)
-        except BaseException:
-            if entry is not None and idempotency_key is not None and ledger.idempotency.get(idempotency_key) is entry:
-                del ledger.idempotency[idempotency_key]
-            raise
-        if entry is not None and idempotency_key is not None:
-            if reply.success:
-                entry.reply = reply
-            elif ledger.idempotency.get(idempotency_key) is entry:
-                del ledger.idempotency[idempotency_key]
-        return reply
-
-    def _authenticate(self, request: web.Request, environment: Environment, route: _Route, trace: _Trace) -> KeyRecord:
-        header = request.headers.get("X-Api-Key")
-        if not header:
-            raise ApiError(401, "MISSING_API_KEY", "this endpoint needs an X-Api-Key header")
-        match = _KEY.fullmatch(header.strip())
-        if match is None:
-            raise ApiError(
-                401, "INVALID_API_KEY", "the X-Api-Key is not of the form pk_{test|live}_{publicId}.{secret}"
-            )
-        prefix, public_id, secret = match.groups()
-        key_id = prefix + public_id
-        trace.key_id = key_id
-        key_environment = Environment.SANDBOX if prefix == "pk_test_" else Environment.PRODUCTION
-        if key_environment is not environment:
-            raise ApiError(
-                401,
-                "WRONG_ENVIRONMENT",
-                f"key {key_id} is a {key_environment.value} key; this is the {environment.value} API",
-                keyId=key_id,
-            )
-        record = self._keys.get(key_id)
-        if record is None or not hmac.compare_digest(record.secret.encode(), secret.encode()):
-            raise ApiError(401, "INVALID_API_KEY", f"key {key_id} is not valid", keyId=key_id)
-        if record.revoked:
-            raise ApiError(401, "API_KEY_REVOKED", f"key {key_id} was revoked", keyId=key_id)
-        assert route.permission is not None
-        if not record.allows(route.permission):
-            raise ApiError(
-                403,
-                "PERMISSION_DENIED",
-                f"key {key_id} may not use {route.resource}: it lacks the {route.permission} permission",
-                keyId=key_id,
-                resource=route.resource,
-                permission=route.permission,
-            )
-        return record
-
-    def _check_rate(self, key: KeyRecord) -> None:
-        rate = self.rate_limit
-        if rate is None:
-            return
-        now = _loop_time()
-        capacity = max(1.0, rate)
-        tokens, last = self._buckets.get(key.key_id, (capacity, now))
-        tokens = min(capacity, tokens + (now - last) * rate)
-        if tokens < 1.0:
-            wait = (1.0 - tokens) / rate
-            self._buckets[key.key_id] = (tokens, now)
-            raise ApiError(
-                429,
-                "RATE_LIMITED",
-                f"key {key.key_id} exceeded {rate:g} requests per second",
-                headers=_wait_headers(wait),
-                retryAfterSeconds=round(wait, 3),
-            )
-        self._buckets[key.key_id] = (tokens - 1.0, now)
-
-    def _cadence_waits(self, ledger: Ledger, customers: Iterable[str]) -> dict[str, float]:
-        """Seconds each customer must still wait before its next write (absent: may write)."""
-        now = _loop_time()
-        waits = {}
-        for customer in customers:
-            wait = ledger.cadence_wait(customer, now, self.cadence_seconds)
-            if wait is not None:
-                waits[customer] = wait
-        return waits
-
-    def _check_allowance(self, ledger: Ledger, count: int) -> None:
-        if self.allowance is not None and ledger.reserved() + count > self.allowance:
-            raise ApiError(
-                402,
-                "INSUFFICIENT_CREDITS",
-                f"the plan's allowance of {self.allowance} deltas in {ledger.environment.value} is used up",
-            )
-
-    # --- handlers (sync: they run between awaits, so state changes are atomic) --------------
-
-    def _emit(self, call: _Call) -> Reply:
-        item = DeltaItem.parse(call.body)
-        found = call.ledger.existing(item)
-        if found is not None:
-            return Reply.ok({**found.wire(), "idempotent": True}, 200)
-        waits = self._cadence_waits(call.ledger, [item.customer_id])
-        if waits:
-            wait = waits[item.customer_id]
-            raise ApiError(
-                429,
-                "CADENCE_LIMIT",
-                f"customer {item.customer_id} was written less than {self.cadence_seconds:g}s ago",
-                headers=_wait_headers(wait),
-                retryAfterSeconds=round(wait, 3),
-                customerId=item.customer_id,
-            )
-        self._check_allowance(call.ledger, 1)
-        (delta,) = call.ledger.record([item], call.now, call.idempotency_key)
-        call.ledger.last_emit[item.customer_id] = _loop_time()
-        self._schedule(delta)
-        return Reply.ok(delta.wire(), 201)
-
-    def _emit_batch(self, call: _Call) -> Reply:
-        items = call.body_object().get("deltas")
-        if not isinstance(items, list) or not items:
-            raise ApiError(400, "VALIDATION_ERROR", "deltas must be a non-empty list")
-        if len(items) > 100:
-            raise ApiError(400, "BATCH_TOO_LARGE", f"at most 100 deltas per batch, got {len(items)}")
-        results: list[dict[str, Any] | None] = [None] * len(items)
-        accepted: list[tuple[int, DeltaItem]] = []
-        seen: dict[tuple[str, str], tuple[int, str]] = {}  # (customer, reference) -> first index, content
-        for index, raw in enumerate(items):
-            try:
-                item = DeltaItem.parse(raw)
-                found = call.ledger.existing(item)
-            except ApiError as error:
-                results[index] = {"index": index, "status": "FAILED", "error": error.code, "message": error.message}
-                continue
-            reference = None if item.reference_id is None else (item.customer_id, item.reference_id)
-            if found is not None:
-                results[index] = {**_batch_row(index, found), "idempotent": True}
-            elif reference is not None and reference in seen:
-                first, content = seen[reference]
-                if content == canonical_json(item.content()):
-                    results[index] = {"duplicateOf": first}  # filled in below
-                else:  # as a second emit with this reference would be: 409, here a failed row
-                    results[index] = {
-                        "index": index,
-                        "customerId": item.customer_id,
-                        "status": "FAILED",
-                        "error": "DUPLICATE_REFERENCE_ID",
-                        "message": f"referenceId {item.reference_id!r} appears earlier in this batch "
-                        "with different content",
-                    }
-            else:
-                if reference is not None:
-                    seen[reference] = (index, canonical_json(item.content()))
-                accepted.append((index, item))
-        waits = self._cadence_waits(call.ledger, {item.customer_id for _, item in accepted})
-        blocked = [(i, item) for i, item in accepted if item.customer_id in waits]
-        accepted = [(i, item) for i, item in accepted if item.customer_id not in waits]
-        for index, item in blocked:
-            results[index] = {
-                "index": index,
-                "customerId": item.customer_id,
-                "delta": item.delta,
-                "status": "FAILED",
-                "error": "CADENCE_LIMIT",
-                "retryAfterSeconds": round(waits[item.customer_id], 3),
-            }
-        if accepted:
-            self._check_allowance(call.ledger, len(accepted))
-            recorded = call.ledger.record([item for _, item in accepted], call.now, call.idempotency_key)
-            moment = _loop_time()
-            for (index, _), delta in zip(accepted, recorded, strict=True):
-                results[index] = _batch_row(index, delta)
-                call.ledger.last_emit[delta.customer_id] = moment
-                self._schedule(delta)
-        final: list[dict[str, Any]] = []
-        for index, result in enumerate(results):
-            assert result is not None
-            if "duplicateOf" in result:
-                first = results[result["duplicateOf"]]
-                assert first is not None
-                result = {**first, "index": index, "idempotent": True}
-            final.append(result)
-        failed = sum(1 for result in final if result["status"] == "FAILED")
-        return Reply.ok(
-            {
-                "totalQueued": len(final) - failed,
-                "totalFailed": failed,
-                "results": final,
-                "_efficiency": {"requests": 1, "items": len(final), "recorded": len(accepted)},
-            }
-        )
-
-    def _status(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.delta(call.match["recordId"]).wire())
-
-    def _derive(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.derive(call.match["customerId"], call.query, call.now))
-
-    def _compare(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.compare(call.body_object(), call.now))
-
-    def _gaps(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.gaps(call.match["customerId"], call.query))
-
-    def _checkpoint(self, call: _Call) -> Reply:
-        checkpoint, created = call.ledger.checkpoint(call.body_object(), call.now)
-        if created:
-            self._schedule(checkpoint)
-        return Reply.ok({**checkpoint.wire(), "idempotent": not created}, 201 if created else 200)
-
-    def _checkpoints(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.list_checkpoints(call.query, call.now))
-
-    def _receipt(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.receipt(call.match["customerId"], call.query, call.now, call.base_url))
-
-    def _usage(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.usage(self.allowance, call.now))
-
-    def _limits(self, call: _Call) -> Reply:
-        return Reply.ok(dict(SCOPE_LIMITS))
-
-    def _customers(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.customers(call.query))
-
-    def _customers_summary(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.customers_summary())
-
-    def _customer(self, call: _Call) -> Reply:
-        return Reply.ok(call.ledger.customer_detail(call.match["customerId"], call.query))
-
-    def _deliveries(self, call: _Call) -> Reply:
-        return Reply.ok(self._dispatcher.listing(call.environment, call.query))
-
-    def _retry_delivery(self, call: _Call) -> Reply:
-        deliveries = self._dispatcher.retry(call.environment, call.match["eventId"])
-        return Reply.ok({**deliveries[0].wire(), "deliveries": [d.wire() for d in deliveries]})
-
-    def _verify(self, call: _Call) -> Reply:
-        source = call.query.get("source")
-        if source is not None and source not in ("db", "chain", "both"):
-            raise ApiError(400, "VALIDATION_ERROR", f"source must be db, chain or both, got {source!r}")
-        data = call.ledger.verify(call.match["proofRoot"], call.base_url)
-        if source is not None:
-            data["source"] = source
-        return Reply.ok(data)
-
-
-def _key_id(header: str | None) -> str | None:
-    """``pk_test_PUBLICID`` of a key header, for the request log (never the secret)."""
-    match = None if header is None else _KEY.fullmatch(header.strip())
-    return None if match is None else match.group(1) + match.group(2)
-
-
-def _batch_row(index: int, delta: DeltaState) -> dict[str, Any]:
-    return {
-        "index": index,
-        "customerId": delta.customer_id,
-        "delta": delta.delta,
-        "status": delta.status,
-        "recordId": delta.record_id,
-        "receiptId": delta.wire()["receiptId"],
-        "referenceId": delta.item.reference_id,
-        "sequenceNumber": str(delta.sequence_number),
-        "idempotent": False,
-    }

@@ -1,8 +1,9 @@
-"""Keccak-256 proofs as spec §9.2 describes them: leaves, nodes, Merkle roots, and the chain.
+"""Keccak-256 proofs as the Balance API computes them: leaves, nodes, Merkle roots, and the chain.
 
 - leaf  = keccak256(b"pacspace:item:v1:" + canonical JSON of the item, UTF-8)
 - node  = keccak256(b"pacspace:node:v1:" + left + right), where `left` and `right` are the raw
-  32-byte digests (interpretation A of spec §9.2; the spec leaves the encoding open)
+  32-byte digests (the API's documentation leaves open whether raw bytes or hex text are
+  joined; the emulator joins raw bytes, and says so here so a real proof can be checked)
 - root  = pair left to right in insertion order; an odd level repeats its last node; one leaf is
   its own root; no leaves give 32 zero bytes
 
@@ -30,6 +31,7 @@ __all__ = [
     "ZERO_HASH",
     "canonical_json",
     "chain_proof",
+    "exact_sum",
     "from_hex",
     "keccak256",
     "leaf_hash",
@@ -87,6 +89,16 @@ def from_hex(text: str) -> bytes:
 # Money is never rounded: sums and normal forms use as many digits as the numbers have (the
 # default context keeps 28 and would round, and then hash, a longer amount).
 EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
+def exact_sum(values: Iterable[Decimal], start: Decimal = Decimal(0)) -> Decimal:
+    """`start` plus `values`, never rounded.
+
+    Exact only here, not for a whole request: a wider context set on the request's task would
+    be copied into the timers and tasks it starts, and into a user's `fail_rule`.
+    """
+    with decimal.localcontext(EXACT):
+        return sum(values, start)
 
 
 def number_text(value: Decimal | int) -> str:
@@ -172,7 +184,7 @@ def merkle_root(leaves: Iterable[bytes]) -> bytes:
 def chain_proof(previous_proof: bytes, batch_root: bytes) -> bytes:
     """A delta's proof hash: its batch's root chained to the customer's previous proof hash.
 
-    The spec says a proof hash covers the verification batch and links to the previous one,
-    not how; the emulator uses ``node(previousProofHash, batchRoot)``.
+    The API documents that a proof hash covers the verification batch and links to the previous
+    one, not how; the emulator uses ``node(previousProofHash, batchRoot)``.
     """
     return node_hash(previous_proof, batch_root)

@@ -7,16 +7,18 @@ encoding or decoding shows up in the tests instead of cancelling out.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import attrs
+from aiohttp import web
 
 from ._merkle import json_text
 
-__all__ = ["ApiError", "Reply", "dumps", "loads", "iso", "parse_instant", "utc"]
+__all__ = ["ApiError", "Reply", "dumps", "iso", "loads", "parse_instant", "too_many_requests", "utc", "wait_headers"]
 
 
 def _timestamps(value: Any) -> Any:
@@ -65,6 +67,11 @@ def parse_instant(name: str, value: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def wait_headers(seconds: float) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, at least 1) and ``retry-after-ms`` for a wait of `seconds`."""
+    return {"Retry-After": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
+
+
 class ApiError(Exception):
     """An error answer: ``{"error": {"code", "message", ...extra}}`` with an HTTP status."""
 
@@ -90,9 +97,14 @@ class ApiError(Exception):
         return Reply(self.status, {"error": error}, self.headers)
 
 
+def too_many_requests(code: str, message: str, wait: float, **extra: Any) -> ApiError:
+    """A 429 that says how long to wait, in its headers and as ``retryAfterSeconds``."""
+    return ApiError(429, code, message, headers=wait_headers(wait), retryAfterSeconds=round(wait, 3), **extra)
+
+
 @attrs.frozen
 class Reply:
-    """One answer: status, JSON body, extra headers. Stored whole for idempotent replays."""
+    """One answer as a handler gives it: status, JSON body, extra headers."""
 
     status: int
     body: Any
@@ -105,3 +117,9 @@ class Reply:
     @property
     def success(self) -> bool:
         return 200 <= self.status < 300
+
+    def response(self) -> web.Response:
+        """The aiohttp answer: the JSON body and the extra headers (the pipeline adds its own)."""
+        return web.Response(
+            body=dumps(self.body), status=self.status, headers=dict(self.headers), content_type="application/json"
+        )

@@ -69,7 +69,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def emit_batch(
@@ -92,7 +92,7 @@ class Balance:
         `reference_id` and call again with the same items to finish safely.
 
         >>> result = pac.balance.emit_batch([
-        ...  DeltaInput(customer_id="cust_1", delta=Decimal("-1"), reason="usage", reference_id="u1"),
+        ...     DeltaInput(customer_id="cust_1", delta=Decimal("-1"), reason="usage", reference_id="u1"),
         ... ])
         """
         return self._portal.call(
@@ -103,7 +103,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def status(
@@ -117,12 +117,8 @@ class Balance:
         """A delta's current status (``GET /api/v1/balance/delta/{recordId}``)."""
         return self._portal.call(
             functools.partial(
-                self._wrapped.status,
-                record_id,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            ),
+                self._wrapped.status, record_id, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            )
         )
 
     def wait_for_verified(
@@ -151,7 +147,7 @@ class Balance:
                 max_poll_interval=max_poll_interval,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def emit_and_wait(
@@ -189,7 +185,7 @@ class Balance:
                 poll_interval=poll_interval,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def derive(
@@ -233,7 +229,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def derive_current_month(
@@ -256,7 +252,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def derive_for_period(
@@ -281,7 +277,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def derive_months_back(
@@ -309,7 +305,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def derive_days_back(
@@ -334,7 +330,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def compare(
@@ -378,7 +374,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def receipt(
@@ -405,7 +401,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def invoice_proof(
@@ -436,7 +432,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def usage(
@@ -449,11 +445,8 @@ class Balance:
         """What is left of the plan's allowance (``GET /api/v1/balance/usage``)."""
         return self._portal.call(
             functools.partial(
-                self._wrapped.usage,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            ),
+                self._wrapped.usage, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            )
         )
 
     def gaps(
@@ -478,7 +471,7 @@ class Balance:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def limits(
@@ -491,9 +484,6 @@ class Balance:
         """The widest scopes this account may ask for (``GET /api/v1/balance/limits``)."""
         return self._portal.call(
             functools.partial(
-                self._wrapped.limits,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            ),
+                self._wrapped.limits, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            )
         )

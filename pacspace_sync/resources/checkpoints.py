@@ -56,7 +56,7 @@ class Checkpoints:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def list(

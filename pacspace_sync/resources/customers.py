@@ -36,12 +36,7 @@ class Customers:
         ...     print(customer.customer_id, customer.total_deltas)
         """
         result = self._wrapped.list(
-            search=search,
-            limit=limit,
-            page=page,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
+            search=search, limit=limit, page=page, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
         )
         return Paginator(result, self._portal)
 
@@ -67,7 +62,7 @@ class Customers:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
 
     def summary(
@@ -80,9 +75,6 @@ class Customers:
         """Aggregate counts across customers (``GET /api/v1/balance/customers/summary``)."""
         return self._portal.call(
             functools.partial(
-                self._wrapped.summary,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            ),
+                self._wrapped.summary, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            )
         )

@@ -71,7 +71,7 @@ class Summaries:
                 max_requests_per_minute=max_requests_per_minute,
                 default_reason=default_reason,
                 auto_flush=auto_flush,
-            ),
+            )
         )
 
     def queue(
@@ -103,7 +103,7 @@ class Summaries:
                 reason=reason,
                 reference_id=reference_id,
                 metadata=metadata,
-            ),
+            )
         )
 
     def flush(
@@ -124,11 +124,8 @@ class Summaries:
         """
         return self._portal.call(
             functools.partial(
-                self._wrapped.flush,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-            ),
+                self._wrapped.flush, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            )
         )
 
     def state(self) -> SummaryQueueState:

@@ -38,5 +38,5 @@ class Verification:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )

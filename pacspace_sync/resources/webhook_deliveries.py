@@ -62,5 +62,5 @@ class WebhookDeliveries:
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
-            ),
+            )
         )
