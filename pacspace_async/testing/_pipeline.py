@@ -56,7 +56,6 @@ logger = logging.getLogger("pacspace.emulator")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Step = Callable[[web.Request, Handler, "Exchange"], Awaitable[web.StreamResponse]]
 
-_EXCHANGE = "pacspace.emulator.exchange"
 _FAULT_CODES = {"500": "INTERNAL_ERROR", "502": "BAD_GATEWAY", "503": "SERVICE_UNAVAILABLE"}
 REPLAYED = "Idempotent-Replayed"
 
@@ -81,6 +80,12 @@ class Exchange:
     @property
     def fault(self) -> str | None:
         return None if self.decision is None else self.decision.kind
+
+
+# aiohttp 3.14 wants typed request keys (a plain string key warns); older releases have none.
+_REQUEST_KEY = getattr(web, "RequestKey", None)
+_EXCHANGE_NAME = "pacspace.emulator.exchange"
+_EXCHANGE: Any = _EXCHANGE_NAME if _REQUEST_KEY is None else _REQUEST_KEY(_EXCHANGE_NAME, Exchange)
 
 
 def exchange_of(request: web.Request) -> Exchange | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 import pacspace_async.testing
 from pacspace_async import Environment
@@ -31,12 +32,13 @@ REQUEST_ID = re.compile(r"req_[0-9a-f]{16}")
 
 async def _post(
     session: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any], idempotency_key: str | None = None
-) -> tuple[int, dict[str, str], Any]:
+) -> tuple[int, CIMultiDict[str], Any]:
     headers = {"X-Api-Key": key}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
     async with session.post(url, json=body, headers=headers) as response:
-        return response.status, dict(response.headers), await response.json()
+        # Case-insensitive, as HTTP header names are (multidict 7 hands back "X-Request-ID").
+        return response.status, CIMultiDict(response.headers), await response.json()
 
 
 async def test_idempotent_replayed_says_where_each_answer_came_from() -> None:
