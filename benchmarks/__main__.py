@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the markdown report again from a results JSON (no benchmark runs)",
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a DESIGN §5 target is missed")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a performance target is missed")
     parser.add_argument(
         "--only",
         nargs="*",

@@ -116,15 +116,15 @@ def targets_table(results: dict[str, Any]) -> str:
         if not target.get("binding", True):
             verdict = verdict.replace("**", "") + " (info)"
         rows.append([target["description"], shown, limit, verdict])
-    return _table(["DESIGN §5 target", "measured", "target", "result"], rows, "lrrc")
+    return _table(["Performance target", "measured", "target", "result"], rows, "lrrc")
 
 
 TARGETS_NOTE = (
     "Two clients of one scenario are compared round by round (they ran back to back in each "
     "round) and the median of the per-round ratios or differences is shown; the one "
     "cross-scenario target (32 in flight against 8 threads) compares the two medians. Rows "
-    "marked (info) are context, not targets: the sync facade against the official SDK (DESIGN "
-    "bounds the facade by its overhead over the async client) and raw aiohttp, the floor, "
+    "marked (info) are context, not targets: the sync facade against the official SDK (its own "
+    "target is its overhead over the async client) and raw aiohttp, the floor, "
     "against the official SDK over TLS."
 )
 
@@ -262,7 +262,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
         "",
         _machine(results),
         "",
-        "## DESIGN §5 targets",
+        "## Performance targets",
         "",
         targets_table(results),
         "",

@@ -177,7 +177,7 @@ def run_soak(server: ServerProcess, config: Config) -> dict[str, Any]:
     return result
 
 
-# --- the targets (DESIGN §5) --------------------------------------------------------------------
+# --- the performance targets --------------------------------------------------------------------
 
 
 @dataclass

@@ -1,8 +1,13 @@
-"""pacspace_async: the async Python SDK for the PacSpace Balance API."""
+"""pacspace_async: the async Python SDK for the PacSpace Balance API.
+
+Every name a public signature uses is importable from here, type aliases included
+(`KeySource`, `KeyReader`, `AuthErrorHook`, `DateLike`, `PeriodLike`, `WebhookEventData`).
+"""
 
 from . import errors, models, webhooks
+from ._batch_error import BatchError
 from ._client import AsyncPacSpace
-from ._credentials import NO_KEY, ApiKey, KeyProvider, NoKey
+from ._credentials import NO_KEY, ApiKey, KeyProvider, KeyReader, KeySource, NoKey
 from ._environments import Environment
 from ._errors import (
     APIConnectionError,
@@ -34,6 +39,7 @@ from ._errors import (
     WebhookVerificationError,
 )
 from ._idempotency import IdempotencyKeys
+from ._requester import AuthErrorHook
 from ._version import __version__
 from .models import (
     BalanceComparison,
@@ -60,6 +66,7 @@ from .models import (
     WebhookDelivery,
 )
 from .pagination import AsyncPage, AsyncPaginator
+from .resources._scope import DateLike, PeriodLike
 from .resources.summaries import summary_reference_id
 from .webhooks import (
     CheckpointVerifiedData,
@@ -70,6 +77,7 @@ from .webhooks import (
     RecordFailedData,
     ReplayCache,
     WebhookEvent,
+    WebhookEventData,
     WebhookVerifier,
     signature_header,
 )
@@ -82,9 +90,11 @@ __all__ = [
     "AsyncPacSpace",
     "AsyncPage",
     "AsyncPaginator",
+    "AuthErrorHook",
     "AuthenticationError",
     "BadRequestError",
     "BalanceComparison",
+    "BatchError",
     "BatchItemResult",
     "BatchResult",
     "CadenceLimitError",
@@ -96,6 +106,7 @@ __all__ = [
     "Customer",
     "CustomerListItem",
     "CustomersSummary",
+    "DateLike",
     "DeltaFailedData",
     "DeltaInput",
     "DeltaRecord",
@@ -114,11 +125,14 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidScopeCombinationError",
     "KeyProvider",
+    "KeyReader",
+    "KeySource",
     "MissingApiKeyError",
     "NO_KEY",
     "NoKey",
     "NotFoundError",
     "PacSpaceError",
+    "PeriodLike",
     "PermissionDeniedError",
     "ProofVerification",
     "RateLimitError",
@@ -140,6 +154,7 @@ __all__ = [
     "VerificationTimeoutError",
     "WebhookDelivery",
     "WebhookEvent",
+    "WebhookEventData",
     "WebhookVerificationError",
     "WebhookVerifier",
     "errors",

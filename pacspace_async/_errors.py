@@ -6,11 +6,11 @@ to find the request again (`request_id`, `idempotency_key`, `key_id`) — never 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ._redact import redact, redact_json
+from ._status import ErrorAction, action_for_status
 
 __all__ = [
     "APIConnectionError",
@@ -44,15 +44,6 @@ __all__ = [
 ]
 
 
-class ErrorAction(str, enum.Enum):
-    """What an agent should do about an error, without a human reading it."""
-
-    RETRY = "retry"
-    WAIT_AND_RETRY = "wait_and_retry"
-    FIX_INPUT = "fix_input"
-    ALERT_OPERATOR = "alert_operator"
-
-
 def _restore(cls: type[PacSpaceError], args: tuple[Any, ...], state: dict[str, Any]) -> PacSpaceError:
     error = cls.__new__(cls)
     error.args = args
@@ -64,10 +55,6 @@ class PacSpaceError(Exception):
     """Base class of every error the SDK raises on purpose."""
 
     default_action: ErrorAction = ErrorAction.ALERT_OPERATOR
-    #: On an error raised by a request of `balance.emit_batch`: a `BatchResult` of what the
-    #: requests before it recorded (empty when it was the first). `Any` so that errors, which
-    #: everything imports, import no models.
-    batch_progress: Any = None
 
     def __init__(
         self,
@@ -271,20 +258,6 @@ class ServiceUnavailableError(ServerError):
 
 
 # --- the mapping ----------------------------------------------------------------------------
-
-RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
-
-
-def action_for_status(status: int) -> ErrorAction:
-    """The agent's next step for an HTTP error status (DESIGN 4.11)."""
-    if status in (401, 403) or status < 400:
-        return ErrorAction.ALERT_OPERATOR
-    if status == 429:
-        return ErrorAction.WAIT_AND_RETRY
-    if status in RETRY_STATUSES or status >= 500:
-        return ErrorAction.RETRY
-    return ErrorAction.FIX_INPUT
-
 
 _BY_STATUS: Mapping[int, type[APIStatusError]] = {
     400: BadRequestError,

@@ -1,35 +1,41 @@
 """The one cattrs converter: camelCase on the wire, snake_case attrs models in Python.
 
+One reader per type of value (text, money, counts, flags, instants, arrays, objects) serves
+the answers' models and the webhook events alike, so a value means the same wherever it comes.
 Models are forward compatible: unknown fields are ignored by the typed attributes but kept
 in ``.raw``; unknown status values stay the strings the server sent.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar, Union
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, override
+from cattrs.gen import make_dict_structure_fn_from_attrs, override
 from multidict import istr
 
 from ._errors import PacSpaceError
 
 __all__ = [
+    "MILLISECONDS_FROM",
     "REPLAY_HEADER",
     "converter",
     "local_field",
     "parse_datetime",
     "raw_field",
+    "read_shape",
     "replay_flag",
     "structure",
     "to_decimal",
+    "unix_seconds",
 ]
 
 T = TypeVar("T")
@@ -94,7 +100,8 @@ def camel(name: str) -> str:
 
 
 def to_decimal(value: object) -> Decimal:
-    """Money from the wire or from a caller: int, str or Decimal (floats via their repr)."""
+    """Money from a caller: int, str or Decimal (floats via their repr). Answers are read by
+    the converter's stricter reader (`_wire_decimal`)."""
     if isinstance(value, bool):
         raise TypeError("a bool is not an amount")
     if isinstance(value, Decimal):
@@ -109,15 +116,86 @@ def to_decimal(value: object) -> Decimal:
     raise TypeError(f"{type(value).__name__} is not an amount")
 
 
+_WIRE_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?", re.ASCII)
+
+
+def _wire_decimal(value: object, _: object = None) -> Decimal:
+    """Money from an answer: a JSON number or plain decimal text, finite.
+
+    Stricter than `to_decimal`, which reads what a caller passes: ``Decimal()`` alone would
+    also take "1_0", " 5 ", non-ASCII digits and "NaN", none of which is an amount PacSpace sends.
+    """
+    if isinstance(value, Decimal):  # a JSON number with a fraction: the usual case, checked first
+        if value.is_finite():
+            return value
+    elif isinstance(value, bool):
+        raise TypeError("a boolean is not an amount")
+    elif isinstance(value, int):
+        return Decimal(value)
+    elif isinstance(value, float):
+        if math.isfinite(value):
+            return Decimal(repr(value))
+    elif isinstance(value, str):
+        if _WIRE_DECIMAL.fullmatch(value):
+            return Decimal(value)
+    else:
+        raise TypeError(f"{type(value).__name__} is not an amount")
+    raise ValueError(f"{value!r} is not a finite decimal number")
+
+
+_WHOLE_TEXT = re.compile(r"-?[0-9]+", re.ASCII)
+
+
+def _whole(value: object, _: object = None) -> int:
+    """A count or an index: an integer, or integral number or digit text (never a boolean)."""
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if _WHOLE_TEXT.fullmatch(value):
+            return int(value)
+    elif isinstance(value, (Decimal, float)):
+        if math.isfinite(value) and value == int(value):
+            return int(value)
+    else:
+        raise TypeError(f"{type(value).__name__} is not a whole number")
+    raise ValueError(f"{value!r} is not a whole number")
+
+
+#: Unix times of this magnitude and above are in milliseconds, below it in seconds.
+#:
+#: PacSpace writes timestamps in bodies as ISO 8601 text. It sends Unix time in one place, the
+#: webhook timestamp header, and there its docs show seconds (``1739270400``) while its own
+#: examples show milliseconds (``1739270400000``); its SDK reads 13 digits or more as
+#: milliseconds. The two ranges never meet (10**12 seconds is the year 33658, 10**12 ms is
+#: September 2001), so one rule reads every number, in a header, a model or a webhook event,
+#: the same way: a server that switches units cannot move a timestamp by a factor of 1000.
+MILLISECONDS_FROM = 1_000_000_000_000
+
+
+def unix_seconds(value: int | float | Decimal) -> Decimal:
+    """Seconds since the epoch, exact, from Unix time in seconds or milliseconds."""
+    number = Decimal(value)
+    return number / 1000 if abs(number) >= MILLISECONDS_FROM else number
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FRACTION = re.compile(r"\.(\d+)")
 
 
 def parse_datetime(value: object) -> datetime:
-    """ISO 8601 (``Z`` or an offset; naive means UTC) or epoch seconds → aware datetime."""
+    """ISO 8601 (``Z`` or an offset; naive means UTC) or Unix time (`MILLISECONDS_FROM`) →
+    aware datetime. The one reader of instants: models, webhook events and caller arguments."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        try:
+            # Exact to the microsecond (a float of a 13-digit time is not), rounded half-even.
+            micros = int((unix_seconds(value) * 1_000_000).to_integral_value())
+            return _EPOCH + timedelta(microseconds=micros)
+        except (ArithmeticError, ValueError):
+            raise ValueError(f"{value} is not a Unix time between the years 1 and 9999") from None
     if not isinstance(value, str):
         raise TypeError(f"{type(value).__name__} is not a timestamp")
     text = value.strip()
@@ -155,12 +233,14 @@ def _is_optional(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
+def _is_array(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
 def _hook_for(tp: Any) -> Callable[[Any, Any], Any]:
     """The converter's structure hook for `tp`: what ``converter.structure(value, tp)`` calls."""
-    get_hook = getattr(converter, "get_structure_hook", None)  # cattrs >= 24.1
-    if get_hook is None:
-        return converter.structure
-    hook: Callable[[Any, Any], Any] = get_hook(tp)
+    hook: Callable[[Any, Any], Any] = converter.get_structure_hook(tp)
     return hook
 
 
@@ -190,8 +270,26 @@ def _optional_hook(tp: Any) -> Any:
     return structure_optional
 
 
+def _array_hook(tp: Any) -> Any:
+    item_type = typing.get_args(tp)[0]
+    handler: Callable[[Any, Any], Any] | None = None
+
+    def structure_array(value: Any, _: Any) -> tuple[Any, ...]:
+        # A JSON array only: left to cattrs, a string would become a tuple of its characters.
+        nonlocal handler
+        if type(value) is not list and not isinstance(value, (list, tuple)):
+            raise TypeError(f"{type(value).__name__} is not a JSON array")
+        if handler is None:
+            handler = _hook_for(item_type)
+        return tuple([handler(item, item_type) for item in value])
+
+    return structure_array
+
+
+# The readers of the wire, one per type, for models and webhook events alike.
 converter = cattrs.Converter()
-converter.register_structure_hook(Decimal, lambda value, _: to_decimal(value))
+converter.register_structure_hook(Decimal, _wire_decimal)
+converter.register_structure_hook(int, _whole)
 converter.register_structure_hook(datetime, lambda value, _: parse_datetime(value))
 converter.register_structure_hook(str, _text)
 converter.register_structure_hook(bool, _flag)
@@ -199,44 +297,78 @@ converter.register_structure_hook_func(
     lambda tp: getattr(tp, "__origin__", None) in (Mapping, dict) or tp in (Mapping, dict), _mapping
 )
 converter.register_structure_hook_factory(_is_optional, _optional_hook)
+converter.register_structure_hook_factory(_is_array, _array_hook)
 
 
-def _model_hook(cls: type[Any]) -> Any:
-    fields = attrs.fields(cls)
-    overrides = {
-        field.name: override(omit=True) if field.metadata.get(_NOT_ON_WIRE) else override(rename=camel(field.name))
-        for field in fields
-    }
-    build = make_dict_structure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
-    keeps_raw = any(field.name == "raw" for field in fields)
+Shape = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+_SHAPES: dict[type[Any], Shape] = {}
 
-    def structure_model(value: Any, _: Any) -> Any:
+
+def read_shape(cls: type[Any], shape: Shape) -> None:
+    """Read the model `cls` from ``shape(value)`` rather than from `value` itself.
+
+    For an object PacSpace sends in more than one shape (older docs, another SDK): `shape` maps
+    the others onto the wire names of the fields, and `.raw` still keeps `value` as it came.
+    Called where `cls` is defined, before anything reads it.
+    """
+    if cls in _PLANS:
+        raise RuntimeError(f"{cls.__name__} is already read as it comes: give its shape before reading it")
+    _SHAPES[cls] = shape
+
+
+def _keyword_arguments(cls: type[Any]) -> type[dict[str, Any]]:
+    # What cattrs' reader calls in place of the class with the fields it read: a dict of them,
+    # so that the model is built once, with the fields the SDK fills in as well. Named after
+    # the class, which cattrs' messages name; and a dict subclass is quicker to call here than
+    # dict itself (it takes the fields as one mapping rather than keyword by keyword).
+    return type(cls.__name__, (dict,), {"__slots__": (), "__qualname__": cls.__qualname__})
+
+
+@attrs.frozen
+class _Plan:
+    """How a model class is read: cattrs reads and checks the wire fields into keyword
+    arguments, and the class is called once with those and the fields this SDK fills in
+    (`raw_field`, `local_field`), so no instance is changed after it is built."""
+
+    cls: type[Any]
+    read: Callable[[Any, Any], dict[str, Any]]  # the wire fields of a JSON object, as arguments
+    shape: Shape | None
+    keeps_raw: bool
+    keeps_sent_key: bool
+    keeps_replayed: bool
+
+    def arguments(self, value: Any) -> dict[str, Any]:
         if type(value) is not dict and not isinstance(value, Mapping):
-            raise TypeError(f"expected a JSON object for {cls.__name__}, got {type(value).__name__}")
-        model = build(value, cls)
-        if keeps_raw:
-            # The instance was built a moment ago and nobody else holds it: filling in `raw`
-            # directly avoids copying every model with attrs.evolve on the hot path.
-            object.__setattr__(model, "raw", value)
-        return model
+            raise TypeError(f"expected a JSON object for {self.cls.__name__}, got {type(value).__name__}")
+        fields = self.read(value if self.shape is None else self.shape(value), self.cls)
+        if self.keeps_raw:
+            fields["raw"] = value
+        return fields
 
-    return structure_model
-
-
-converter.register_structure_hook_factory(attrs.has, _model_hook)
+    def build(self, value: Any, _: Any = None) -> Any:
+        return self.cls(**self.arguments(value))
 
 
-# The hook of each model class structured so far (what converter.structure would dispatch to),
-# and whether the model has an `idempotency_key` and a `replayed` of its own (`local_field`s)
-# to fill in from the exchange.
-_HOOKS: dict[Any, tuple[Callable[[Any, Any], Any], bool, bool]] = {}
+# The plan of each model class read so far.
+_PLANS: dict[Any, _Plan] = {}
 
 
-def _holds_local(cls: Any, name: str) -> bool:
-    if not (isinstance(cls, type) and attrs.has(cls)):
-        return False
-    field = attrs.fields_dict(cls).get(name)
-    return field is not None and bool(field.metadata.get(_NOT_ON_WIRE))
+def _plan(cls: type[Any]) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        attrs.resolve_types(cls)
+        fields = attrs.fields(cls)
+        wire = [field for field in fields if not field.metadata.get(_NOT_ON_WIRE)]
+        local = {field.name for field in fields if field.metadata.get(_NOT_ON_WIRE)}
+        renames: dict[str, Any] = {field.name: override(rename=camel(field.name)) for field in wire}
+        read = make_dict_structure_fn_from_attrs(wire, _keyword_arguments(cls), converter, **renames)
+        plan = _PLANS[cls] = _Plan(
+            cls, read, _SHAPES.get(cls), "raw" in local, "idempotency_key" in local, "replayed" in local
+        )
+    return plan
+
+
+converter.register_structure_hook_factory(attrs.has, lambda cls: _plan(cls).build)
 
 
 #: The response header saying a POST's answer is the stored answer of an earlier request with
@@ -289,25 +421,25 @@ def structure(data: Any, cls: type[T], *, of: Exchange | None = None) -> T:
     `REPLAY_HEADER` of `of`, the ``idempotent`` field of `data`); an error names the request id
     and carries that key (the write may well have been recorded).
     """
-    found = _HOOKS.get(cls)
+    plan = _PLANS.get(cls)
+    if plan is None and attrs.has(cls):
+        _hook_for(cls)  # makes the plan, unless the class has a hook of its own (a webhook event)
+        plan = _PLANS.get(cls)
     try:
-        if found is None:
-            found = _HOOKS[cls] = (_hook_for(cls), _holds_local(cls, "idempotency_key"), _holds_local(cls, "replayed"))
-        hook, holds_sent_key, holds_replayed = found
-        model = hook(data, cls)
-        # Built a moment ago and held by nobody else: fill the fields in place rather than
-        # copying the whole model with attrs.evolve.
-        if holds_sent_key and of is not None and of.idempotency_key is not None:
-            object.__setattr__(model, "idempotency_key", of.idempotency_key)
-        if holds_replayed:
+        if plan is None:
+            return converter.structure(data, cls)
+        fields = plan.arguments(data)
+        if plan.keeps_sent_key and of is not None and of.idempotency_key is not None:
+            fields["idempotency_key"] = of.idempotency_key
+        if plan.keeps_replayed:
             headers = getattr(of, "headers", None)
             header = None if headers is None else headers.get(_REPLAY_KEY)
-            item = data.get("idempotent")  # a mapping: the model's hook accepted it
+            item = data.get("idempotent")  # a mapping: `arguments` accepted it
             if header is not None or item is not None:
                 replayed = _replayed(header, item)
                 if replayed is not None:
-                    object.__setattr__(model, "replayed", replayed)
-        return model  # type: ignore[no-any-return]
+                    fields["replayed"] = replayed
+        return cls(**fields)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         detail = "; ".join(_leaves(exc))
         request = f" (request_id={of.request_id})" if of is not None and of.request_id else ""

@@ -1,7 +1,8 @@
 """One API call: headers, the key, attempts, waits, the idempotency key, and the error.
 
-Resources describe a call; this module carries it out. It is the only place that decides
-whether to try again, so the rules of `_retry` are applied exactly once.
+Resources describe a call; this module carries it out: it sends, asks `RetryPolicy.decide`
+what comes next, and does that. Which answers are retried, and after how long, is decided there
+and only there (see "Requests and retries" in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -21,22 +22,34 @@ from multidict import CIMultiDictProxy
 
 from . import _codec
 from ._checks import count_arg, seconds_arg
-from ._credentials import Credentials
+from ._credentials import ApiKey, Credentials
 from ._environments import Environment
 from ._errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    ErrorAction,
     InvalidArgumentError,
     MissingApiKeyError,
-    error_code,
+    PacSpaceError,
     error_from_response,
 )
 from ._gate import RateGate
 from ._idempotency import IdempotencyKeys
 from ._logging import logger
-from ._retry import RetryPolicy, backoff_delay, parse_retry_after
+from ._retry import (
+    NOTHING_TAKEN,
+    RETURN,
+    GiveUp,
+    Outcome,
+    Raise,
+    Retry,
+    RetryPolicy,
+    Tally,
+    Wait,
+    outcome_of_answer,
+    outcome_of_failure,
+)
+from ._status import NoAnswer, status_rule
 from ._transport import Transport, TransportFailure
 from ._version import __version__
 
@@ -115,13 +128,6 @@ def build_query(query: Mapping[str, object] | None) -> str:
     return f"?{urlencode(pairs)}" if pairs else ""
 
 
-def _pending(decoded: Any) -> bool:
-    """A 2xx that says ``IDEMPOTENCY_PENDING`` (either body shape)."""
-    if type(decoded) is dict and "error" not in decoded and "code" not in decoded:
-        return False  # what error_code() finds in such a body: no code at all
-    return error_code(decoded) == "IDEMPOTENCY_PENDING"
-
-
 def _request_id(headers: Mapping[str, str]) -> str | None:
     return headers.get("X-Request-Id") or headers.get("request-id")
 
@@ -188,192 +194,110 @@ class Requester:
         """Send until success, a final error, the retry budget or the deadline.
 
         `idempotency_key` is the finished key (`IdempotencyKeys.for_call`); every attempt of
-        this call sends the very same one.
+        this call sends the very same one. After each attempt `RetryPolicy.decide` says what
+        comes next; this loop only carries it out.
         """
         settings = self.settings
         clock = settings.clock
         policy = settings.policy
-        retry_budget = policy.max_retries if max_retries is None else count_arg("max_retries", max_retries)
-        attempt_timeout = settings.timeout if timeout is None else seconds_arg("timeout", timeout)
+        if max_retries is not None:  # this call's own budget
+            policy = RetryPolicy(count_arg("max_retries", max_retries), policy.max_retry_after)
+        per_attempt = settings.timeout if timeout is None else seconds_arg("timeout", timeout)
         whole_call = settings.deadline if deadline is None else min(settings.deadline, deadline)
-        credentials = self.credentials
-        environment = environment or credentials.environment
-        url = settings.base_urls[environment] + path
-        if query:
-            url += build_query(query)
+        environment = environment or self.credentials.environment
+        url = settings.base_urls[environment] + path + (build_query(query) if query else "")
         body = None if json is None else _codec.dumps(json)
-        headers = _Headers(self._static_headers[environment])
+        headers = _Headers(self._static_headers[environment])  # built once, for every attempt
         if extra_headers:
             headers.update(checked_extra_headers(extra_headers))
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        if authenticated and not credentials.has_key:
+        if authenticated and not self.credentials.has_key:
             raise MissingApiKeyError(
                 f"{method} {path} needs an API key; pass api_key= or set PACSPACE_API_KEY "
                 "(only verify() works without one)"
             )
-
         gate = self.gates[environment]
-        started = clock.monotonic()
-        deadline_at = started + whole_call
-        retries = 0  # resends, what errors report as retries_taken
-        budget_spent = 0  # resends that count against max_retries: those after a 429 do not
-        refusals = 0  # 429s answered to this call
-        refused_by: APIStatusError | None = None  # the latest of them
-        attempt = 0
-        pending_waits = 0
+        deadline_at = clock.monotonic() + whole_call
+        taken = NOTHING_TAKEN
+        refused_by: PacSpaceError | None = None  # the call's latest 429: raised if its turn comes too late
+        failure: TransportFailure | None = None  # the attempt's, when it got no answer
         try:
             while True:
-                attempt += 1
-                key_id: str | None = None
-                if authenticated:
-                    key = credentials.fixed_key
-                    if key is None:
-                        key = await credentials.current()
-                    if key is None:  # rotated to nothing: cannot happen through the public API
-                        raise MissingApiKeyError(f"{method} {path} needs an API key")
+                key_id = None
+                if authenticated:  # read per attempt: a rotated key is used from the next one on
+                    key = self.credentials.fixed_key or await self._current_key(method, path)
                     headers["X-Api-Key"] = key.header_value()
-                    key_id = key.key_id
+                    key_id = self.credentials.key_id  # key.key_id, without building the string again
                 now = clock.monotonic()
-                if gate.holds(now):
-                    # Time at the gate counts against the deadline, and no turn is taken past it.
-                    await self._wait_for_turn(gate, deadline_at, refused_by, method, path, idempotency_key, retries)
-                    now = clock.monotonic()
+                if gate.holds(now):  # time at the gate counts against the deadline, not max_retries
+                    now = await self._wait_for_turn(gate, deadline_at, refused_by, method, path, idempotency_key, taken)
                 remaining = deadline_at - now
                 if remaining <= 0:
-                    raise APITimeoutError(
-                        f"the call's deadline of {whole_call:g}s passed",
-                        method=method,
-                        path=path,
-                        idempotency_key=idempotency_key,
-                        retries_taken=retries,
+                    raise _timeout(
+                        f"the call's deadline of {whole_call:g}s passed", method, path, idempotency_key, taken
                     )
-                sent_at = now
+
                 try:
                     raw = await self.transport.send(
-                        environment,
-                        method,
-                        url,
-                        headers=headers,
-                        body=body,
-                        timeout=min(attempt_timeout, remaining),
+                        environment, method, url, headers=headers, body=body, timeout=min(per_attempt, remaining)
                     )
-                except TransportFailure as failure:
-                    error_type = APITimeoutError if failure.timeout else APIConnectionError
-                    connection_error = error_type(
-                        str(failure),
-                        method=method,
-                        path=path,
-                        idempotency_key=idempotency_key,
-                        retries_taken=retries,
-                        action=None if failure.retryable else ErrorAction.ALERT_OPERATOR,
-                    )
-                    if failure.retryable and budget_spent < retry_budget:
-                        delay = policy.delay(budget_spent, None, jitter=clock.jitter)
-                        if clock.monotonic() + delay < deadline_at:
-                            self._log_retry(
-                                method, path, str(failure), delay, budget_spent + 1, retry_budget, None, key_id
-                            )
-                            await clock.sleep(delay)
-                            retries += 1
-                            budget_spent += 1
-                            continue
-                    raise connection_error from None
+                except TransportFailure as exc:
+                    failure, decoded, request_id = exc, None, None
+                    outcome = outcome_of_failure(exc.retryable)
+                else:
+                    failure, decoded, request_id = None, _codec.loads(raw.body), _request_id(raw.headers)
+                    outcome = outcome_of_answer(raw.status, decoded, raw.headers, clock.wall)
+                    if gate.pace and raw.status != 429:  # any other answer: the key is within its limit
+                        gate.succeeded()
+                    if logger.isEnabledFor(logging.DEBUG):
+                        _log_answer(method, path, raw.status, taken, clock.monotonic() - now, request_id, key_id)
 
-                status = raw.status
-                decoded = _codec.loads(raw.body)
-                request_id = _request_id(raw.headers)
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "%s %s -> %s (attempt %d, %.1f ms, request_id=%s, key_id=%s)",
-                        method,
-                        path,
-                        status,
-                        attempt,
-                        (clock.monotonic() - sent_at) * 1000,
-                        request_id,
-                        key_id,
-                    )
-                if status != 429 and gate.pace:
-                    gate.succeeded()
-                if 200 <= status < 300:
-                    if not _pending(decoded):
-                        return APIResponse(status, unwrap(decoded), decoded, raw.headers, request_id, idempotency_key)
-                    # The first request with this key is still running server-side: wait, resend.
-                    hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
-                    delay = policy.pending_delay(pending_waits, hint, jitter=clock.jitter)
-                    pending_waits += 1
-                    if clock.monotonic() + delay >= deadline_at:
-                        raise APITimeoutError(
-                            "the first request with this idempotency key was still in progress at the "
-                            f"deadline ({whole_call:g}s); call again later with the same idempotency_key",
-                            method=method,
-                            path=path,
-                            idempotency_key=idempotency_key,
-                            retries_taken=retries,
-                        )
-                    self._log_retry(method, path, "202 IDEMPOTENCY_PENDING", delay, None, None, request_id, key_id)
-                    await clock.sleep(delay)
-                    continue
-
-                hint = parse_retry_after(raw.headers, decoded, now=clock.wall)
-                error = error_from_response(
-                    status=status,
-                    body=decoded,
-                    method=method,
-                    path=path,
-                    request_id=request_id,
-                    idempotency_key=idempotency_key,
-                    retries_taken=retries,
-                    key_id=key_id,
-                    retry_after=hint if status in (429, 503) else None,
+                decision = policy.decide(outcome, taken, deadline_at - clock.monotonic(), clock.jitter)
+                if decision is RETURN:
+                    return APIResponse(raw.status, unwrap(decoded), decoded, raw.headers, request_id, idempotency_key)
+                # What this attempt ends the call with if it is the last (a 429's is kept for the gate).
+                error = _error(
+                    outcome, failure, decoded, request_id, key_id, method, path, idempotency_key, taken, whole_call
                 )
-                if status in (401, 403):
-                    await self._auth_failed(error)
-                    raise error
-                if not policy.is_retryable_status(status, decoded):
-                    raise error
-                if status == 429:
-                    # The key sends too fast: the gate holds back every request of this
-                    # environment, this one included, until the server's wait has passed.
-                    wait = hint if hint is not None else backoff_delay(refusals, jitter=clock.jitter)
-                    gate.refused(clock.monotonic(), wait, sent_at)
-                    refusals += 1
-                    if retry_budget == 0 or wait > policy.max_retry_after:
-                        raise error
-                    self._log_retry(method, path, "429 rate limited", wait, refusals, None, request_id, key_id)
+                if decision.gate_wait is not None:  # a 429 holds back every request of this environment
+                    gate.refused(clock.monotonic(), decision.gate_wait, now)
                     refused_by = error
-                    retries += 1
-                    continue
-                if budget_spent >= retry_budget or (hint is not None and hint > policy.max_retry_after):
+                if isinstance(decision, Raise):
+                    if decision.why is GiveUp.KEY_REFUSED:
+                        await self._auth_failed(error)
                     raise error
-                delay = policy.delay(budget_spent, hint, jitter=clock.jitter)
-                if clock.monotonic() + delay >= deadline_at:
-                    raise error
-                self._log_retry(method, path, str(status), delay, budget_spent + 1, retry_budget, request_id, key_id)
-                await clock.sleep(delay)
-                retries += 1
-                budget_spent += 1
+                _log_retry(method, path, decision, outcome, failure, policy.max_retries, request_id, key_id)
+                if decision.kind is not Wait.GATE:  # a 429's wait is spent at the gate, before the next send
+                    await clock.sleep(decision.wait)
+                taken = decision.taken
         finally:
             # The frame outlives the call in a traceback (shown with its locals by Sentry, rich,
             # pytest --showlocals): leave no key in it, not even one a server echoed back.
             headers.pop("X-Api-Key", None)
-            raw = decoded = None  # type: ignore[assignment]
+            raw = decoded = outcome = failure = None  # type: ignore[assignment]
+
+    async def _current_key(self, method: str, path: str) -> ApiKey:
+        key = await self.credentials.current()
+        if key is None:  # rotated to nothing: cannot happen through the public API
+            raise MissingApiKeyError(f"{method} {path} needs an API key")
+        return key
 
     async def _wait_for_turn(
         self,
         gate: RateGate,
         deadline_at: float,
-        refused_by: APIStatusError | None,
+        refused_by: PacSpaceError | None,
         method: str,
         path: str,
         idempotency_key: str | None,
-        retries: int,
-    ) -> None:
-        """Wait for this request's turn at the 429 gate, or raise if it comes too late.
+        taken: Tally,
+    ) -> float:
+        """Wait for this request's turn at the 429 gate and return the time then.
 
-        Too late: after the call's deadline, or further off than `max_retry_after`. The error is
-        the call's own latest 429 if it had one, else a `RateLimitError` saying nothing was sent.
+        Raises if the turn comes too late: after the call's deadline, or further off than
+        `max_retry_after`. The error is the call's own latest 429 if it had one, else a
+        `RateLimitError` saying nothing was sent.
         """
         clock = self.settings.clock
         max_wait = self.settings.policy.max_retry_after
@@ -398,17 +322,20 @@ class Requester:
                     path=path,
                     request_id=None,
                     idempotency_key=idempotency_key,
-                    retries_taken=retries,
+                    retries_taken=taken.retries,
                     key_id=self.credentials.key_id,
                     retry_after=until,
                 )
             if wait <= 0:
-                return
+                return now
             await clock.sleep(wait)
             if gate.epoch == epoch:
-                return
+                return clock.monotonic()
 
-    async def _auth_failed(self, error: APIStatusError) -> None:
+    async def _auth_failed(self, error: PacSpaceError) -> None:
+        """A 401 or 403: a key provider is read again (401), and `on_auth_error` is told."""
+        if not isinstance(error, APIStatusError):
+            return
         if error.status == 401:
             self.credentials.after_auth_failure()
         hook = self.settings.on_auth_error
@@ -421,32 +348,99 @@ class Requester:
         except Exception as exc:  # the hook must not hide the auth error from the caller
             logger.warning("on_auth_error hook raised %s: %s", type(exc).__name__, exc)
 
-    @staticmethod
-    def _log_retry(
-        method: str,
-        path: str,
-        why: str,
-        delay: float,
-        retry: int | None,
-        budget: int | None,
-        request_id: str | None,
-        key_id: str | None,
-    ) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        if retry is None:
-            count = "waiting"
-        elif budget is None:  # a 429's retries wait at the gate and use no retry budget
-            count = f"retry {retry} after the rate gate reopens"
-        else:
-            count = f"retry {retry} of {budget}"
-        logger.info(
-            "%s %s: %s; %s in %.2fs (request_id=%s, key_id=%s)",
+
+def _timeout(message: str, method: str, path: str, idempotency_key: str | None, taken: Tally) -> APITimeoutError:
+    return APITimeoutError(
+        message, method=method, path=path, idempotency_key=idempotency_key, retries_taken=taken.retries
+    )
+
+
+def _error(
+    outcome: Outcome,
+    failure: TransportFailure | None,
+    body: Any,
+    request_id: str | None,
+    key_id: str | None,
+    method: str,
+    path: str,
+    idempotency_key: str | None,
+    taken: Tally,
+    whole_call: float,
+) -> PacSpaceError:
+    """The error an attempt ends its call with when it is the last one (pure: no I/O)."""
+    status = outcome.status
+    if failure is not None or isinstance(status, NoAnswer):
+        return (APITimeoutError if failure and failure.timeout else APIConnectionError)(
+            str(failure),
+            method=method,
+            path=path,
+            idempotency_key=idempotency_key,
+            retries_taken=taken.retries,
+            action=status_rule(status).action,
+        )
+    if 200 <= status < 300:  # IDEMPOTENCY_PENDING: the first request with this key is still running
+        return _timeout(
+            "the first request with this idempotency key was still in progress at the "
+            f"deadline ({whole_call:g}s); call again later with the same idempotency_key",
             method,
             path,
-            why,
-            count,
-            delay,
-            request_id,
-            key_id,
+            idempotency_key,
+            taken,
         )
+    return error_from_response(
+        status=status,
+        body=body,
+        method=method,
+        path=path,
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+        retries_taken=taken.retries,
+        key_id=key_id,
+        retry_after=outcome.hint if status in (429, 503) else None,
+    )
+
+
+def _log_answer(
+    method: str, path: str, status: int, taken: Tally, seconds: float, request_id: str | None, key_id: str | None
+) -> None:
+    logger.debug(
+        "%s %s -> %s (attempt %d, %.1f ms, request_id=%s, key_id=%s)",
+        method,
+        path,
+        status,
+        taken.attempts,
+        seconds * 1000,
+        request_id,
+        key_id,
+    )
+
+
+def _log_retry(
+    method: str,
+    path: str,
+    retry: Retry,
+    outcome: Outcome,
+    failure: TransportFailure | None,
+    max_retries: int,
+    request_id: str | None,
+    key_id: str | None,
+) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    if retry.kind is Wait.PENDING:
+        why, count = "202 IDEMPOTENCY_PENDING", "waiting"
+    elif retry.kind is Wait.GATE:  # a 429's retries wait at the gate and use no retry budget
+        why, count = "429 rate limited", f"retry {retry.taken.refusals} after the rate gate reopens"
+    else:
+        why = str(outcome.status if failure is None else failure)
+        count = f"retry {retry.taken.budget_used} of {max_retries}"
+    logger.info(
+        "%s %s: %s; %s in %.2fs (request_id=%s, key_id=%s)",
+        method,
+        path,
+        why,
+        count,
+        retry.wait,
+        request_id,
+        key_id,
+    )

@@ -8,9 +8,7 @@ import ssl as _ssl
 from collections.abc import Mapping
 from types import TracebackType
 
-from pacspace_async import AsyncPacSpace, Environment, NoKey
-from pacspace_async._credentials import KeySource
-from pacspace_async._requester import AuthErrorHook
+from pacspace_async import AsyncPacSpace, AuthErrorHook, Environment, KeySource, NoKey
 from pacspace_async.models.verify import ProofVerification
 from pacspace_async.webhooks import WebhookVerifier
 from pacspace_sync._portal import Portal

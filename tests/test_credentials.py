@@ -1,4 +1,4 @@
-"""ApiKey parsing and redaction, key providers, and the client's current key (DESIGN 4.1)."""
+"""ApiKey parsing and redaction, key providers, and the client's current key (architecture: Keys and environments)."""
 
 from __future__ import annotations
 

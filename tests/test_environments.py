@@ -1,4 +1,4 @@
-"""Environments: default URLs, chain ids, URL resolution and the routing guard (DESIGN 4.1)."""
+"""Environments: default URLs, chain ids, URL resolution and the routing guard (architecture: Keys and environments)."""
 
 from __future__ import annotations
 

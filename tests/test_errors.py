@@ -1,4 +1,4 @@
-"""The exception tree and the mapping from HTTP answers (DESIGN 4.5, 4.11)."""
+"""The exception tree and the mapping from HTTP answers (docs/architecture.md, "Errors")."""
 
 from __future__ import annotations
 
@@ -236,8 +236,19 @@ def test_api_errors_pickle(status: int, body: object, cls: type, action: ErrorAc
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is cls
     for name in (
-        "status", "code", "action", "message", "idempotency_key", "request_id", "method", "path",
-        "retries_taken", "retry_after", "customer_id", "key_id", "body",
+        "status",
+        "code",
+        "action",
+        "message",
+        "idempotency_key",
+        "request_id",
+        "method",
+        "path",
+        "retries_taken",
+        "retry_after",
+        "customer_id",
+        "key_id",
+        "body",
     ):
         assert getattr(copy, name) == getattr(error, name), name
     assert copy.retryable == error.retryable
@@ -273,13 +284,16 @@ def test_local_errors_pickle_and_hash(error: PacSpaceError) -> None:
     assert isinstance(hash(copy), int)
 
 
-def test_batch_progress_is_none_unless_a_batch_sets_it_and_survives_pickling() -> None:
+def test_batch_progress_is_only_on_batch_errors_and_survives_pickling() -> None:
+    from pacspace_async._batch_error import with_batch_progress
     from pacspace_async.models import BatchItemResult, BatchResult
 
     error = errors.RateLimitError("slow down", status=429, code=None, method="POST", path="/api/v1/balance/delta/batch")
-    assert error.batch_progress is None
+    assert not hasattr(error, "batch_progress")
+    assert not hasattr(errors.PacSpaceError("x"), "batch_progress")
     recorded = BatchItemResult(index=0, status="QUEUED", record_id="rec_1")
-    error.batch_progress = BatchResult((recorded,), 1, 0, ("sandbox:k",))
-    copy = pickle.loads(pickle.dumps(error))
-    assert copy.batch_progress == error.batch_progress
-    assert errors.PacSpaceError("x").batch_progress is None
+    batched = with_batch_progress(error, BatchResult((recorded,), 1, 0, ("sandbox:k",)))
+    assert isinstance(batched, errors.RateLimitError)
+    copy = pickle.loads(pickle.dumps(batched))
+    assert isinstance(copy, errors.BatchError)
+    assert copy.batch_progress == batched.batch_progress

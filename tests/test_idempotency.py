@@ -1,4 +1,4 @@
-"""Idempotency keys, namespaced by environment (DESIGN 4.4)."""
+"""Idempotency keys, namespaced by environment (docs/architecture.md: Idempotency)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""JSON with exact Decimals, and the forward-compatible attrs models (DESIGN 4.6)."""
+"""JSON with exact Decimals, and the forward-compatible attrs models (docs/architecture.md, "Models and the wire")."""
 
 from __future__ import annotations
 
@@ -55,9 +55,7 @@ def test_float_nan_is_refused() -> None:
         _codec.dumps({"x": float("nan")})
 
 
-@pytest.mark.parametrize(
-    "text", ["\x00deadbeef:1\x00", "\x00" + "0" * 16 + ":1\x00", "\\u0000x:1\\u0000", "\x00:\x00"]
-)
+@pytest.mark.parametrize("text", ["\x00deadbeef:1\x00", "\x00" + "0" * 16 + ":1\x00", "\\u0000x:1\\u0000", "\x00:\x00"])
 def test_a_user_string_that_looks_like_a_placeholder_stays_a_string(text: str) -> None:
     out = _codec.dumps({"delta": Decimal("1.5"), "reason": text})
     assert json.loads(out) == {"delta": 1.5, "reason": text}

@@ -1,4 +1,4 @@
-"""Redaction of key secrets in text and in the "pacspace" logger (DESIGN 4.1, 4.7)."""
+"""Redaction of key secrets in text and in the "pacspace" logger (architecture: Keys, Errors)."""
 
 from __future__ import annotations
 

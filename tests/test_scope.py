@@ -1,4 +1,4 @@
-"""Scope rules (spec §3.3): each bad combination is refused locally, before anything is sent."""
+"""Scope rules: each bad combination is refused locally, before anything is sent."""
 
 from __future__ import annotations
 
@@ -249,3 +249,37 @@ def test_checkpoints_list_refuses_at_call_time() -> None:
     pac = AsyncPacSpace(SANDBOX_KEY, base_urls={"sandbox": "http://127.0.0.1:9"})
     with pytest.raises(InvalidArgumentError, match="period"):
         pac.checkpoints.list(period="2026-01", end_date=FEB)
+
+
+# --- the windows of the derive_* helpers, as scopes -------------------------------------------
+
+
+def test_the_helper_windows_are_plain_scopes() -> None:
+    now = datetime(2026, 12, 15, 12, 30, tzinfo=timezone.utc)
+    assert Scope.current_month().wire() == {"timePreset": "current_month"}
+    assert Scope.month(date(2026, 4, 17)).wire() == {"period": "2026-04"}
+    assert Scope.months_back(3, now=now) == Scope.check(
+        time_preset="custom", start_date="2026-10-01T00:00:00Z", end_date="2027-01-01T00:00:00Z"
+    )
+    assert Scope.days_back(7, now=now).wire() == {
+        "timePreset": "custom",
+        "startDate": "2026-12-09T00:00:00Z",
+        "endDate": "2026-12-16T00:00:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("build", "named"),
+    [
+        (lambda: Scope.month(None), "derive_current_month"),  # type: ignore[arg-type]  # no month
+        (lambda: Scope.month("2026-13"), "YYYY-MM"),
+        (lambda: Scope.months_back(0, now=datetime.now(timezone.utc)), "months"),
+        (lambda: Scope.months_back(1201, now=datetime.now(timezone.utc)), "months"),
+        (lambda: Scope.days_back(0, now=datetime.now(timezone.utc)), "days"),
+        (lambda: Scope.days_back(True, now=datetime.now(timezone.utc)), "days"),
+    ],
+    ids=["month None", "month 13", "0 months", "1201 months", "0 days", "days True"],
+)
+def test_a_bad_helper_window_is_refused(build: Callable[[], Scope], named: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=named):
+        build()

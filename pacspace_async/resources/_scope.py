@@ -1,14 +1,15 @@
 """The scope of a balance question (a month, a preset, a date range, or from a checkpoint).
 
-Rules are checked before sending, as PacSpace would refuse them anyway (spec §3.3):
-a checkpoint start excludes every other scope field; ``period`` excludes the preset and dates;
-only ``time_preset="custom"`` takes dates and needs both; without a preset, dates come in pairs.
+Rules are checked before sending, as PacSpace would refuse them anyway (a refused request still
+costs a round trip): a checkpoint start excludes every other scope field; ``period`` excludes
+the preset and dates; only ``time_preset="custom"`` takes dates and needs both; without a
+preset, dates come in pairs.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Union
 
@@ -16,7 +17,7 @@ import attrs
 
 from .._errors import InvalidArgumentError
 from .._models import parse_datetime
-from ._args import amount_arg, text_arg
+from ._args import amount_arg, count_arg, text_arg
 
 __all__ = ["GRANULARITIES", "PERIOD_PATTERN", "TIME_PRESETS", "DateLike", "PeriodLike", "Scope"]
 
@@ -54,6 +55,11 @@ def instant_text(name: str, value: DateLike) -> str:
     except ValueError:
         raise InvalidArgumentError(f"{name} must be ISO 8601 (like 2026-11-01T00:00:00Z), got {value!r}") from None
     return value
+
+
+def _month_start(moment: datetime, months_back: int = 0) -> datetime:
+    index = moment.year * 12 + (moment.month - 1) - months_back
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
 
 
 def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
@@ -134,6 +140,37 @@ class Scope:
             if starting_checkpoint_type is None
             else text_arg("starting_checkpoint_type", starting_checkpoint_type),
         )
+
+    # --- the windows of the derive_* helpers: each is a scope, and nothing else -----------------
+
+    @classmethod
+    def current_month(cls) -> Scope:
+        """The current UTC month, as PacSpace counts it (``timePreset=current_month``)."""
+        return cls(time_preset="current_month")
+
+    @classmethod
+    def month(cls, period: PeriodLike) -> Scope:
+        """One month, ``"YYYY-MM"`` or a date in it."""
+        if period is None:
+            # As a scope field, None would mean "no scope": the current month, not the one asked for.
+            raise InvalidArgumentError(
+                "derive_for_period needs a period ('YYYY-MM' or a date); for the current month use "
+                "derive_current_month()"
+            )
+        return cls(period=period_text(period))
+
+    @classmethod
+    def months_back(cls, months: int, *, now: datetime) -> Scope:
+        """The last `months` UTC months up to `now`, its own month included."""
+        count_arg("months", months, positive=True, maximum=1200)
+        return cls.check(time_preset="custom", start_date=_month_start(now, months - 1), end_date=_month_start(now, -1))
+
+    @classmethod
+    def days_back(cls, days: int, *, now: datetime) -> Scope:
+        """The last `days` UTC days up to `now`, its own day included (ends at the next 00:00Z)."""
+        count_arg("days", days, positive=True, maximum=36500)
+        end = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+        return cls.check(time_preset="custom", start_date=end - timedelta(days=days), end_date=end)
 
     def wire(self) -> dict[str, object]:
         """The set fields under their wire names."""

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable, Mapping, Sequence
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
-from .._errors import (
-    APITimeoutError,
-    IdempotencyConflictError,
-    InvalidArgumentError,
-    PacSpaceError,
-    VerificationTimeoutError,
-)
+from .._errors import IdempotencyConflictError, InvalidArgumentError
 from .._models import structure
-from .._requester import APIResponse
 from ..models.balance import (
     BalanceComparison,
-    BatchItemResult,
     BatchResult,
     DeltaInput,
     DeltaRecord,
@@ -30,39 +22,17 @@ from ..models.balance import (
     SequenceGaps,
     Usage,
 )
-from ._args import (
-    amount_arg,
-    count_arg,
-    customer_id_arg,
-    customer_segment,
-    ordered_args,
-    path_segment,
-    seconds_arg,
-)
-from ._base import AsyncAPIResource
-from ._deltas import batch_item, batch_reference, batch_reference_conflict, delta_body, reference_conflict
+from ._args import amount_arg, count_arg, customer_id_arg, customer_segment, ordered_args, path_segment, seconds_arg
+from ._base import AsyncAPIResource, CallOptions, call_options
+from ._batch import BATCH_LIMIT, batch_item, send_batch
+from ._deltas import delta_body, reference_conflict
+from ._polling import until_final
 from ._scope import DateLike, PeriodLike, Scope
 
 __all__ = ["AsyncBalance", "BATCH_LIMIT"]
 
-BATCH_LIMIT = 100
 MAX_DERIVE_LIMIT = 1000
 _RECEIPT_LINKS = ("verifyUrl", "verificationApiUrl", "accessHint", "customerLinkUrl", "customerLinkHost")
-
-
-def _receipt(response: APIResponse) -> Receipt:
-    # The link fields sometimes sit under `verification`; the model always has all of them.
-    data = response.data
-    if isinstance(data, Mapping):
-        nested = data.get("verification")
-        if isinstance(nested, Mapping):
-            data = {**{k: nested[k] for k in _RECEIPT_LINKS if k in nested}, **data}
-    return structure(data, Receipt, of=response)
-
-
-def _month_start(moment: datetime, months_back: int = 0) -> datetime:
-    index = moment.year * 12 + (moment.month - 1) - months_back
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
 
 
 class AsyncBalance(AsyncAPIResource):
@@ -101,17 +71,17 @@ class AsyncBalance(AsyncAPIResource):
             metadata=metadata,
             adjusts=adjusts,
         )
+        # Not split into a helper shared with emit_and_wait: emit is the hot path, and every
+        # frame in its await chain costs on each of its suspensions.
+        options = call_options(timeout, max_retries, extra_headers, idempotency_key)
         try:
             response = await self._post(
                 "/api/v1/balance/delta",
+                options,
                 body=body,
                 operation="balance.delta",
-                idempotency_key=idempotency_key,
                 reference=reference_id,
                 scope=body["customerId"],
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
             )
         except IdempotencyConflictError as error:
             if idempotency_key is not None or reference_id is None:
@@ -134,7 +104,8 @@ class AsyncBalance(AsyncAPIResource):
         (`results[i].index == i`); an item PacSpace answers from its idempotency memory (already
         recorded, or the same items sent again) has ``replayed`` True, and `result.replayed`
         counts them. A replayed item's `status` is the one first answered.
-        If a request fails, earlier requests stay recorded and the error is raised with
+        If a request fails, earlier requests stay recorded and its error is raised as a
+        `BatchError` too (still the same `RateLimitError`, `APIConnectionError`, ...), with
         `error.batch_progress`, the results confirmed so far: give every item a
         `reference_id` and call again with the same items to finish safely.
 
@@ -145,59 +116,8 @@ class AsyncBalance(AsyncAPIResource):
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence) or not items:
             raise InvalidArgumentError("emit_batch needs a non-empty list of DeltaInput items")
         bodies = [batch_item(index, item) for index, item in enumerate(items)]
-        chunks = [bodies[start : start + BATCH_LIMIT] for start in range(0, len(bodies), BATCH_LIMIT)]
-        results: list[BatchItemResult] = []
-        keys: list[str] = []
-        raws: list[Mapping[str, Any]] = []
-        queued = failed = 0
-
-        def progress() -> BatchResult:
-            return BatchResult(
-                tuple(sorted(results, key=lambda result: result.index)), queued, failed, tuple(keys), tuple(raws)
-            )
-
-        for number, chunk in enumerate(chunks):
-            offset = number * BATCH_LIMIT
-            caller_key = (
-                idempotency_key if idempotency_key is None or len(chunks) == 1 else f"{idempotency_key}:{number}"
-            )
-            # A batch whose every item names its business reference gets a key derived from
-            # them (customer and reference, as for one emit), so resending the same items after
-            # a failure replays instead of re-applying.
-            reference = batch_reference(chunk)
-            try:
-                response = await self._post(
-                    "/api/v1/balance/delta/batch",
-                    body={"deltas": chunk},
-                    operation="balance.delta.batch",
-                    idempotency_key=caller_key,
-                    reference=reference,
-                    timeout=timeout,
-                    max_retries=max_retries,
-                    extra_headers=extra_headers,
-                )
-                data = response.data if isinstance(response.data, Mapping) else {}
-                chunk_results = []
-                items_sent = (item for item in data.get("results") or [] if isinstance(item, Mapping))
-                for position, item in enumerate(items_sent):
-                    local = item.get("index")
-                    local = local if isinstance(local, int) and 0 <= local < len(chunk) else position
-                    chunk_results.append(structure({**item, "index": offset + local}, BatchItemResult, of=response))
-            except PacSpaceError as error:
-                # What the earlier requests recorded is not lost with the error.
-                if isinstance(error, IdempotencyConflictError) and caller_key is None and reference is not None:
-                    told = batch_reference_conflict(error, first=offset, last=offset + len(chunk) - 1)
-                    told.batch_progress = progress()
-                    raise told from None
-                error.batch_progress = progress()
-                raise
-            chunk_failed = sum(1 for result in chunk_results if result.failed)
-            queued += _count(data.get("totalQueued"), len(chunk_results) - chunk_failed)
-            failed += _count(data.get("totalFailed"), chunk_failed)
-            results.extend(chunk_results)
-            keys.append(response.idempotency_key or "")
-            raws.append(data)
-        return progress()
+        options = call_options(timeout, max_retries, extra_headers, idempotency_key)
+        return await send_batch(self._post, bodies, options)
 
     # --- following a delta ------------------------------------------------------------------
 
@@ -210,23 +130,11 @@ class AsyncBalance(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
     ) -> DeltaRecord:
         """A delta's current status (``GET /api/v1/balance/delta/{recordId}``)."""
-        return await self._status(record_id, timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+        return await self._status(record_id, call_options(timeout, max_retries, extra_headers))
 
-    async def _status(
-        self,
-        record_id: str,
-        *,
-        timeout: float | None,
-        max_retries: int | None,
-        extra_headers: Mapping[str, str] | None,
-        deadline: float | None = None,
-    ) -> DeltaRecord:
+    async def _status(self, record_id: str, options: CallOptions, deadline: float | None = None) -> DeltaRecord:
         response = await self._get(
-            f"/api/v1/balance/delta/{path_segment('record_id', record_id)}",
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-            deadline=deadline,
+            f"/api/v1/balance/delta/{path_segment('record_id', record_id)}", options, deadline=deadline
         )
         return structure(response.data, DeltaRecord, of=response)
 
@@ -250,38 +158,14 @@ class AsyncBalance(AsyncAPIResource):
         seconds_arg("timeout", timeout)
         seconds_arg("poll_interval", poll_interval)
         seconds_arg("max_poll_interval", max_poll_interval)
+        # `timeout` is the whole wait's, not each poll's: the polls keep the client's.
+        options = call_options(None, max_retries, extra_headers)
+
+        def poll(deadline: float) -> Awaitable[DeltaRecord]:
+            return self._status(record_id, options, deadline=deadline)
+
         clock = self._requester.settings.clock
-        give_up_at = clock.monotonic() + timeout
-        interval = poll_interval
-        last_status: str | None = None
-        while True:
-            # A poll, retries included, ends with the wait (the one made at the very end of it
-            # gets a second): `timeout` bounds the whole wait, not each poll.
-            try:
-                record = await self._status(
-                    record_id,
-                    timeout=None,
-                    max_retries=max_retries,
-                    extra_headers=extra_headers,
-                    deadline=max(give_up_at - clock.monotonic(), 1.0),
-                )
-            except APITimeoutError:
-                if clock.monotonic() < give_up_at:
-                    raise
-            else:
-                if record.is_final:
-                    return record
-                last_status = record.status
-            remaining = give_up_at - clock.monotonic()
-            if remaining <= 0:
-                raise VerificationTimeoutError(
-                    f"delta {record_id} was still {last_status or 'not final'} after {timeout:g}s; it stays "
-                    "recorded and will be verified later: wait again or listen for the delta.verified webhook",
-                    record_id=record_id,
-                    last_status=last_status,
-                )
-            await clock.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, max(max_poll_interval, poll_interval))
+        return await until_final(poll, record_id, clock, timeout, poll_interval, max_poll_interval)
 
     async def emit_and_wait(
         self,
@@ -371,22 +255,9 @@ class AsyncBalance(AsyncAPIResource):
             starting_checkpoint=starting_checkpoint,
             starting_checkpoint_type=starting_checkpoint_type,
         )
-        query: dict[str, object] = dict(scope.wire())
-        if limit is not None:
-            query["limit"] = count_arg("limit", limit, maximum=MAX_DERIVE_LIMIT, positive=True)
-        if offset is not None:
-            query["offset"] = count_arg("offset", offset)
-        response = await self._get(
-            f"/api/v1/balance/derive/{customer_segment(customer_id)}",
-            query=query,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        data = response.data
-        if isinstance(data, Mapping) and "deltasCount" not in data and "deltaCount" in data:
-            data = {**data, "deltasCount": data["deltaCount"]}
-        return structure(data, DerivedBalance, of=response)
+        return await self._derive(customer_id, scope, limit, offset, call_options(timeout, max_retries, extra_headers))
+
+    # The derive_* helpers only name a window: each builds its scope and derives over it.
 
     async def derive_current_month(
         self,
@@ -399,15 +270,8 @@ class AsyncBalance(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
     ) -> DerivedBalance:
         """`derive` over the current UTC month (``timePreset=current_month``)."""
-        return await self.derive(
-            customer_id,
-            time_preset="current_month",
-            limit=limit,
-            offset=offset,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        scope = Scope.current_month()
+        return await self._derive(customer_id, scope, limit, offset, call_options(timeout, max_retries, extra_headers))
 
     async def derive_for_period(
         self,
@@ -421,21 +285,8 @@ class AsyncBalance(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
     ) -> DerivedBalance:
         """`derive` over one month, ``"YYYY-MM"`` or a date in it (`derive_current_month` for this one)."""
-        if period is None:
-            # Passed on, None would mean "no scope": the current month, not the month asked for.
-            raise InvalidArgumentError(
-                "derive_for_period needs a period ('YYYY-MM' or a date); for the current month use "
-                "derive_current_month()"
-            )
-        return await self.derive(
-            customer_id,
-            period=period,
-            limit=limit,
-            offset=offset,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        scope = Scope.month(period)
+        return await self._derive(customer_id, scope, limit, offset, call_options(timeout, max_retries, extra_headers))
 
     async def derive_months_back(
         self,
@@ -452,19 +303,8 @@ class AsyncBalance(AsyncAPIResource):
 
         On 2026-12-15 with ``months=3``: 2026-10-01T00:00:00Z up to (not including) 2027-01-01.
         """
-        count_arg("months", months, positive=True, maximum=1200)
-        now = self._now()
-        return await self.derive(
-            customer_id,
-            time_preset="custom",
-            start_date=_month_start(now, months - 1),
-            end_date=_month_start(now, -1),
-            limit=limit,
-            offset=offset,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        scope = Scope.months_back(months, now=self._now())
+        return await self._derive(customer_id, scope, limit, offset, call_options(timeout, max_retries, extra_headers))
 
     async def derive_days_back(
         self,
@@ -478,20 +318,22 @@ class AsyncBalance(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
     ) -> DerivedBalance:
         """`derive` over the last `days` UTC days, today included (end exclusive at tomorrow 00:00Z)."""
-        count_arg("days", days, positive=True, maximum=36500)
-        now = self._now()
-        end = datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
-        return await self.derive(
-            customer_id,
-            time_preset="custom",
-            start_date=end - timedelta(days=days),
-            end_date=end,
-            limit=limit,
-            offset=offset,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        scope = Scope.days_back(days, now=self._now())
+        return await self._derive(customer_id, scope, limit, offset, call_options(timeout, max_retries, extra_headers))
+
+    async def _derive(
+        self, customer_id: str, scope: Scope, limit: int | None, offset: int | None, options: CallOptions
+    ) -> DerivedBalance:
+        query: dict[str, object] = dict(scope.wire())
+        if limit is not None:
+            query["limit"] = count_arg("limit", limit, maximum=MAX_DERIVE_LIMIT, positive=True)
+        if offset is not None:
+            query["offset"] = count_arg("offset", offset)
+        response = await self._get(f"/api/v1/balance/derive/{customer_segment(customer_id)}", options, query=query)
+        data = response.data
+        if isinstance(data, Mapping) and "deltasCount" not in data and "deltaCount" in data:
+            data = {**data, "deltasCount": data["deltaCount"]}
+        return structure(data, DerivedBalance, of=response)
 
     async def compare(
         self,
@@ -532,15 +374,8 @@ class AsyncBalance(AsyncAPIResource):
             "theirBalance": amount_arg("their_balance", their_balance),
             **scope.wire(),
         }
-        response = await self._post(
-            "/api/v1/balance/compare",
-            body=body,
-            operation="balance.compare",
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        options = call_options(timeout, max_retries, extra_headers, idempotency_key)
+        response = await self._post("/api/v1/balance/compare", options, body=body, operation="balance.compare")
         return structure(response.data, BalanceComparison, of=response)
 
     # --- proofs -----------------------------------------------------------------------------
@@ -559,14 +394,7 @@ class AsyncBalance(AsyncAPIResource):
     ) -> Receipt:
         """A customer's receipt, scoped (``GET /api/v1/balance/receipt/{id}?period=...``)."""
         scope = Scope.check(period=period, time_preset=time_preset, start_date=start_date, end_date=end_date)
-        response = await self._get(
-            f"/api/v1/balance/receipt/{customer_segment(customer_id)}",
-            query=scope.wire(),
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        return _receipt(response)
+        return await self._proof("receipt", customer_id, scope, call_options(timeout, max_retries, extra_headers))
 
     async def invoice_proof(
         self,
@@ -586,14 +414,19 @@ class AsyncBalance(AsyncAPIResource):
         `customer_link_host` are always present (None when PacSpace sent none).
         """
         scope = Scope.check(period=period, time_preset=time_preset, start_date=start_date, end_date=end_date)
-        response = await self._get(
-            f"/api/v1/balance/invoice-proof/{customer_segment(customer_id)}",
-            query=scope.wire(),
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
-        return _receipt(response)
+        options = call_options(timeout, max_retries, extra_headers)
+        return await self._proof("invoice-proof", customer_id, scope, options)
+
+    async def _proof(self, kind: str, customer_id: str, scope: Scope, options: CallOptions) -> Receipt:
+        path = f"/api/v1/balance/{kind}/{customer_segment(customer_id)}"
+        response = await self._get(path, options, query=scope.wire())
+        # The link fields sometimes sit under `verification`; the model always has all of them.
+        data = response.data
+        if isinstance(data, Mapping):
+            nested = data.get("verification")
+            if isinstance(nested, Mapping):
+                data = {**{k: nested[k] for k in _RECEIPT_LINKS if k in nested}, **data}
+        return structure(data, Receipt, of=response)
 
     # --- account ----------------------------------------------------------------------------
 
@@ -605,9 +438,7 @@ class AsyncBalance(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
     ) -> Usage:
         """What is left of the plan's allowance (``GET /api/v1/balance/usage``)."""
-        response = await self._get(
-            "/api/v1/balance/usage", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
-        )
+        response = await self._get("/api/v1/balance/usage", call_options(timeout, max_retries, extra_headers))
         return structure(response.data, Usage, of=response)
 
     async def gaps(
@@ -628,13 +459,8 @@ class AsyncBalance(AsyncAPIResource):
             "limit": None if limit is None else count_arg("limit", limit, positive=True),
         }
         ordered_args("from_sequence", from_sequence, "to_sequence", to_sequence)
-        response = await self._get(
-            f"/api/v1/balance/gaps/{customer_segment(customer_id)}",
-            query=query,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        path = f"/api/v1/balance/gaps/{customer_segment(customer_id)}"
+        response = await self._get(path, call_options(timeout, max_retries, extra_headers), query=query)
         data = response.data if isinstance(response.data, Mapping) else {"gaps": response.data}
         return structure(data, SequenceGaps, of=response)
 
@@ -646,14 +472,8 @@ class AsyncBalance(AsyncAPIResource):
         extra_headers: Mapping[str, str] | None = None,
     ) -> ScopeLimits:
         """The widest scopes this account may ask for (``GET /api/v1/balance/limits``)."""
-        response = await self._get(
-            "/api/v1/balance/limits", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
-        )
+        response = await self._get("/api/v1/balance/limits", call_options(timeout, max_retries, extra_headers))
         return structure(response.data, ScopeLimits, of=response)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._requester.settings.clock.wall(), tz=timezone.utc)
-
-
-def _count(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default

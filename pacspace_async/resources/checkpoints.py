@@ -9,7 +9,7 @@ from .._models import structure
 from ..models.checkpoints import Checkpoint
 from ..pagination import AsyncPaginator, PageCursor
 from ._args import count_arg, customer_id_arg, text_arg, text_list_arg
-from ._base import AsyncAPIResource
+from ._base import AsyncAPIResource, call_options
 from ._scope import DateLike, PeriodLike, Scope
 
 __all__ = ["AsyncCheckpoints"]
@@ -55,15 +55,8 @@ class AsyncCheckpoints(AsyncAPIResource):
             body["mode"] = text_arg("mode", mode)
         if fingerprints is not None:
             body["fingerprints"] = text_list_arg("fingerprints", fingerprints)
-        response = await self._post(
-            "/api/v1/balance/checkpoint",
-            body=body,
-            operation="balance.checkpoint",
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        options = call_options(timeout, max_retries, extra_headers, idempotency_key)
+        response = await self._post("/api/v1/balance/checkpoint", options, body=body, operation="balance.checkpoint")
         return structure(_checkpoint(response.data), Checkpoint, of=response)
 
     def list(
@@ -91,12 +84,10 @@ class AsyncCheckpoints(AsyncAPIResource):
             query["customerId"] = customer_id_arg(customer_id)
         return self._paginate(
             "/api/v1/balance/checkpoints",
+            call_options(timeout, max_retries, extra_headers),
             query=query,
             first=PageCursor(limit=count_arg("limit", limit, positive=True), offset=count_arg("offset", offset)),
             item_keys=("checkpoints", "items"),
             model=Checkpoint,
             prepare=_checkpoint,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
         )

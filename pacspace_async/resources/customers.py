@@ -8,7 +8,7 @@ from .._models import structure
 from ..models.customers import Customer, CustomerListItem, CustomersSummary
 from ..pagination import AsyncPaginator, PageCursor
 from ._args import count_arg, customer_segment, text_arg
-from ._base import AsyncAPIResource
+from ._base import AsyncAPIResource, call_options
 from ._scope import PeriodLike, period_text
 
 __all__ = ["AsyncCustomers"]
@@ -32,15 +32,13 @@ class AsyncCustomers(AsyncAPIResource):
         """
         return self._paginate(
             "/api/v1/balance/customers",
+            call_options(timeout, max_retries, extra_headers),
             query={"search": None if search is None else text_arg("search", search)},
             first=PageCursor(
                 limit=count_arg("limit", limit, positive=True, maximum=100), page=count_arg("page", page, positive=True)
             ),
             item_keys=("customers", "items"),
             model=CustomerListItem,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
         )
 
     async def get(
@@ -60,13 +58,8 @@ class AsyncCustomers(AsyncAPIResource):
             "deltaLimit": None if delta_limit is None else count_arg("delta_limit", delta_limit, positive=True),
             "period": None if period is None else period_text(period),
         }
-        response = await self._get(
-            f"/api/v1/balance/customers/{customer_segment(customer_id)}",
-            query=query,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
-        )
+        path = f"/api/v1/balance/customers/{customer_segment(customer_id)}"
+        response = await self._get(path, call_options(timeout, max_retries, extra_headers), query=query)
         return structure(response.data, Customer, of=response)
 
     async def summary(
@@ -78,6 +71,6 @@ class AsyncCustomers(AsyncAPIResource):
     ) -> CustomersSummary:
         """Aggregate counts across customers (``GET /api/v1/balance/customers/summary``)."""
         response = await self._get(
-            "/api/v1/balance/customers/summary", timeout=timeout, max_retries=max_retries, extra_headers=extra_headers
+            "/api/v1/balance/customers/summary", call_options(timeout, max_retries, extra_headers)
         )
         return structure(response.data, CustomersSummary, of=response)

@@ -1,4 +1,4 @@
-"""``pac.summaries``: queue windowed usage totals and send them as paced batches (spec §10).
+"""``pac.summaries``: queue windowed usage totals and send them as paced batches.
 
 A summary is one customer's usage total over a time window. Queued summaries are sent through
 `balance.emit_batch` by `flush()`, by a timer task on the running event loop, or at `aclose()`.
@@ -20,27 +20,15 @@ from typing import Any
 
 import attrs
 
-from .._errors import (
-    BadRequestError,
-    ConfigurationError,
-    InvalidArgumentError,
-    UnprocessableEntityError,
-)
+from .._errors import BadRequestError, ConfigurationError, InvalidArgumentError, UnprocessableEntityError
 from .._logging import logger
 from .._models import parse_datetime
-from .._requester import Clock, checked_extra_headers
+from .._requester import Clock
 from ..models.summaries import FlushReport, SummaryFailure, SummaryProfile, SummaryQueueState
-from ._args import (
-    MAX_REASON_LENGTH,
-    amount_arg,
-    count_arg,
-    customer_id_arg,
-    mapping_arg,
-    reference_id_arg,
-    seconds_arg,
-    text_arg,
-)
-from .balance import BATCH_LIMIT, AsyncBalance
+from ._args import MAX_REASON_LENGTH, amount_arg, customer_id_arg, mapping_arg, reference_id_arg, text_arg
+from ._base import NO_OPTIONS, CallOptions, call_options
+from ._batch import BATCH_LIMIT
+from .balance import AsyncBalance
 
 __all__ = ["AsyncSummaries", "summary_reference_id"]
 
@@ -52,7 +40,7 @@ _CHUNK_ERRORS = (InvalidArgumentError, BadRequestError, UnprocessableEntityError
 
 def _window(name: str, value: object) -> tuple[datetime, str]:
     """An aware UTC datetime and its canonical text (``...Z``; microseconds only when non-zero)."""
-    # parse_datetime also takes epoch numbers; the spec's windows are timestamps, so refuse them.
+    # parse_datetime also takes epoch numbers; the API's windows are timestamps, so refuse them.
     if not isinstance(value, (datetime, str)):
         raise InvalidArgumentError(f"{name} must be a datetime or an ISO 8601 string, not {type(value).__name__}")
     try:
@@ -287,21 +275,16 @@ class AsyncSummaries:
         >>> report = await pac.summaries.flush(timeout=10)
         """
         self._check_open()
-        if timeout is not None:
-            seconds_arg("timeout", timeout)
-        if max_retries is not None:
-            count_arg("max_retries", max_retries)
-        checked_extra_headers(extra_headers)
-        report = await self._flush(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
+        report = await self._flush(call_options(timeout, max_retries, extra_headers).checked())
         self._ensure_timer()
         return report
 
-    async def _flush(self, **options: Any) -> FlushReport:
+    async def _flush(self, options: CallOptions = NO_OPTIONS) -> FlushReport:
         """`options`: the per-call options of `emit_batch` for this flush's requests."""
         async with self._loop_lock():
-            return await self._flush_locked(**options)
+            return await self._flush_locked(options)
 
-    async def _flush_locked(self, **options: Any) -> FlushReport:
+    async def _flush_locked(self, options: CallOptions) -> FlushReport:
         started_at = self._now()
         self._flushed_version = self._version
         profile = self._profile
@@ -323,7 +306,9 @@ class AsyncSummaries:
                 result = await self._balance.emit_batch(
                     [self._wire(summary, profile) for _, summary in chunk],
                     idempotency_key=f"summaries:{flush_id}:{number}",
-                    **options,
+                    timeout=options.timeout,
+                    max_retries=options.max_retries,
+                    extra_headers=options.extra_headers,
                 )
             except Exception as error:
                 failures.extend(

@@ -9,7 +9,7 @@ from .._errors import InvalidArgumentError
 from .._models import structure
 from ..models.verify import ProofVerification
 from ._args import path_segment
-from ._base import AsyncAPIResource
+from ._base import AsyncAPIResource, call_options
 
 __all__ = ["AsyncVerification", "VERIFY_SOURCES"]
 
@@ -29,14 +29,11 @@ class AsyncVerification(AsyncAPIResource):
     ) -> ProofVerification:
         if source is not None and source not in VERIFY_SOURCES:
             raise InvalidArgumentError(f"source must be one of {', '.join(VERIFY_SOURCES)}, got {source!r}")
-        response = await self._requester.request(
-            "GET",
+        response = await self._get(
             f"/api/v1/verify/{path_segment('proof_root', proof_root)}",
+            call_options(timeout, max_retries, extra_headers),
             query={"source": source},
             authenticated=False,
             environment=None if environment is None else Environment.coerce(environment),
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
         )
         return structure(response.data, ProofVerification, of=response)

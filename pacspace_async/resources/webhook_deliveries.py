@@ -9,7 +9,7 @@ from .._models import structure
 from ..models.webhook_deliveries import WebhookDelivery
 from ..pagination import AsyncPaginator, PageCursor
 from ._args import count_arg, path_segment, text_arg
-from ._base import AsyncAPIResource
+from ._base import AsyncAPIResource, call_options
 
 __all__ = ["AsyncWebhookDeliveries"]
 
@@ -41,14 +41,12 @@ class AsyncWebhookDeliveries(AsyncAPIResource):
         """
         return self._paginate(
             "/api/v1/balance/webhooks",
+            call_options(timeout, max_retries, extra_headers),
             query={"status": None if status is None else text_arg("status", status)},
             first=PageCursor(limit=count_arg("limit", limit, positive=True), offset=count_arg("offset", offset)),
             item_keys=("deliveries", "webhooks", "events", "items"),
             model=WebhookDelivery,
             prepare=_delivery,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
         )
 
     async def retry(
@@ -63,12 +61,9 @@ class AsyncWebhookDeliveries(AsyncAPIResource):
         """Send a delivery again (``POST /api/v1/balance/webhooks/{eventId}/retry``)."""
         response = await self._post(
             f"/api/v1/balance/webhooks/{path_segment('event_id', event_id)}/retry",
+            call_options(timeout, max_retries, extra_headers, idempotency_key),
             body={},
             operation="balance.webhooks.retry",
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
         )
         data = response.data if isinstance(response.data, Mapping) else {}
         return structure(_delivery({"eventId": event_id, **data}), WebhookDelivery, of=response)

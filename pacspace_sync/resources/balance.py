@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from pacspace_async import DateLike, PeriodLike
 from pacspace_async.models.balance import (
     BalanceComparison,
     BatchResult,
@@ -19,7 +20,6 @@ from pacspace_async.models.balance import (
     SequenceGaps,
     Usage,
 )
-from pacspace_async.resources._scope import DateLike, PeriodLike
 from pacspace_async.resources.balance import AsyncBalance
 from pacspace_sync._portal import Portal
 
@@ -87,7 +87,8 @@ class Balance:
         (`results[i].index == i`); an item PacSpace answers from its idempotency memory (already
         recorded, or the same items sent again) has ``replayed`` True, and `result.replayed`
         counts them. A replayed item's `status` is the one first answered.
-        If a request fails, earlier requests stay recorded and the error is raised with
+        If a request fails, earlier requests stay recorded and its error is raised as a
+        `BatchError` too (still the same `RateLimitError`, `APIConnectionError`, ...), with
         `error.batch_progress`, the results confirmed so far: give every item a
         `reference_id` and call again with the same items to finish safely.
 

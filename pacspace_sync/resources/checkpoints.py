@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 
+from pacspace_async import DateLike, PeriodLike
 from pacspace_async.models.checkpoints import Checkpoint
-from pacspace_async.resources._scope import DateLike, PeriodLike
 from pacspace_async.resources.checkpoints import AsyncCheckpoints
 from pacspace_sync._portal import Portal
 from pacspace_sync.pagination import Paginator

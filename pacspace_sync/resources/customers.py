@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+from pacspace_async import PeriodLike
 from pacspace_async.models.customers import Customer, CustomerListItem, CustomersSummary
-from pacspace_async.resources._scope import PeriodLike
 from pacspace_async.resources.customers import AsyncCustomers
 from pacspace_sync._portal import Portal
 from pacspace_sync.pagination import Paginator

@@ -1,4 +1,4 @@
-"""Spec §9.2: keccak-256 leaves, nodes and roots, and the proofs the emulator hands out."""
+"""The published Merkle vectors: keccak-256 leaves, nodes and roots, and the proofs the emulator hands out."""
 
 from __future__ import annotations
 
@@ -34,13 +34,13 @@ def test_keccak_is_keccak_not_sha3() -> None:
 
 
 @pytest.mark.parametrize(("item", "leaf"), list(zip(ITEMS, LEAVES, strict=True)))
-def test_leaf_vectors_of_spec_9_2(item: dict[str, object], leaf: str) -> None:
+def test_published_leaf_vectors(item: dict[str, object], leaf: str) -> None:
     assert to_hex(leaf_hash(item)) == leaf
 
 
 def test_roots_use_raw_byte_concatenation() -> None:
     leaves = [from_hex(leaf) for leaf in LEAVES]
-    # Interpretation A of the spec: node = keccak("pacspace:node:v1:" + left bytes + right bytes).
+    # The node rule the emulator implements: node = keccak("pacspace:node:v1:" + left bytes + right bytes).
     assert to_hex(merkle_root(leaves[:2])) == "0x638b0eaeb7883710f8fff6a818765331b762f17f54c8714ff0cd898bbf9bc48c"
     assert to_hex(merkle_root(leaves)) == "0x628a291cede58e1a3413bf5f7b007e00c5724a96e65d23e28a36f1f2024e1266"
     assert merkle_root(leaves) == node_hash(node_hash(leaves[0], leaves[1]), node_hash(leaves[2], leaves[2]))
@@ -53,7 +53,7 @@ def test_canonical_json_sorts_keys_and_writes_exact_numbers() -> None:
     assert text == '{"a":{"x":true,"y":null,"z":"é"},"b":[1.5,100,3]}'
 
 
-async def test_emitted_deltas_carry_spec_hashes_and_a_proof_chain() -> None:
+async def test_emitted_deltas_carry_published_hashes_and_a_proof_chain() -> None:
     async with Emulator(verify_delay=None) as emu, emu.client() as pac:
         first = await pac.balance.emit(
             customer_id="cust_8xKj2m",

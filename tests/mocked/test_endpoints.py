@@ -20,7 +20,7 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 from conftest import SANDBOX_KEY, FakeClock, delta_record
 
-from pacspace_async import AsyncPacSpace, BadRequestError, DeltaInput, InvalidArgumentError, PacSpaceError
+from pacspace_async import AsyncPacSpace, BadRequestError, BatchError, DeltaInput, InvalidArgumentError, PacSpaceError
 
 SANDBOX = "https://sandbox.test"
 BALANCE = "/api/v1/balance"
@@ -240,8 +240,8 @@ async def test_a_failed_batch_request_keeps_what_earlier_requests_recorded(
     with pytest.raises(BadRequestError) as info:
         await pac.balance.emit_batch(batch_items(250))
     assert len(wire) == 2  # the third request was never sent
+    assert isinstance(info.value, BatchError)
     progress = info.value.batch_progress
-    assert progress is not None
     assert [item.index for item in progress.results] == list(range(100))
     assert [item.record_id for item in progress.results] == [f"rec_c{index}" for index in range(100)]
     assert (progress.total_queued, progress.total_failed) == (100, 0)
@@ -255,7 +255,7 @@ async def test_a_batch_failing_at_its_first_request_reports_nothing_recorded(
     mocked.post(at(f"{BALANCE}/delta/batch"), status=400, payload={"error": {"code": "VALIDATION"}})
     with pytest.raises(BadRequestError) as info:
         await pac.balance.emit_batch(batch_items(3))
-    assert info.value.batch_progress is not None
+    assert isinstance(info.value, BatchError)
     assert info.value.batch_progress.results == ()
     assert info.value.batch_progress.total_queued == 0
 

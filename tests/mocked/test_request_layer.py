@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -425,3 +426,28 @@ async def test_caller_can_retry_above_the_sdk_with_the_same_key(mocked: aiorespo
     record = await pac.balance.emit(**EMIT, idempotency_key=info.value.idempotency_key)
     keys = {h["Idempotency-Key"] for h in headers_of(mocked)}
     assert keys == {record.idempotency_key}
+
+
+async def test_each_kind_of_retry_logs_one_line_saying_what_it_waits_for(
+    mocked: aioresponses, pac: AsyncPacSpace, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pacspace")
+    mocked.post(SANDBOX + DELTA, exception=aiohttp.ServerDisconnectedError())
+    mocked.post(SANDBOX + DELTA, status=503, payload=body(503), headers={"X-Request-Id": "req_503"})
+    mocked.post(SANDBOX + DELTA, status=429, payload=body(429), headers={"Retry-After": "2"})
+    mocked.post(SANDBOX + DELTA, status=202, payload={"code": "IDEMPOTENCY_PENDING", "retryAfterSeconds": 1})
+    mocked.post(SANDBOX + DELTA, status=201, payload={"success": True, "data": delta_record()})
+    await pac.balance.emit(**EMIT)
+    retries = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    prefix = "POST /api/v1/balance/delta: "
+    assert retries == [
+        prefix + "connection failed: ServerDisconnectedError: Server disconnected; retry 1 of 2 in 0.50s "
+        "(request_id=None, key_id=pk_test_pubSbx)",
+        prefix + "503; retry 2 of 2 in 1.00s (request_id=req_503, key_id=pk_test_pubSbx)",
+        prefix + "429 rate limited; retry 1 after the rate gate reopens in 2.00s "
+        "(request_id=None, key_id=pk_test_pubSbx)",
+        prefix + "202 IDEMPOTENCY_PENDING; waiting in 1.00s (request_id=None, key_id=pk_test_pubSbx)",
+    ]
+    answers = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert [line.split(" (attempt ")[1].split(",")[0] for line in answers] == ["2", "3", "4", "5"]
+    assert answers[0].startswith("POST /api/v1/balance/delta -> 503 (attempt 2, ")
