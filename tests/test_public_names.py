@@ -24,8 +24,7 @@ EXPECTED_ALIASES = {"AuthErrorHook", "DateLike", "KeyReader", "KeySource", "Peri
 
 def _is_alias(value: object) -> bool:
     """A typing construct (``Union[...]``, ``X | Y``, ``Callable[...]``), not a class or module."""
-    if inspect.isclass(value) or inspect.ismodule(value) or (callable(value) and not hasattr(value, "__origin__")):
-        return False
+    # Not inspect.isclass: on Python 3.10 it is True for list[int] (a GenericAlias passes for its origin).
     return isinstance(value, (types.UnionType, types.GenericAlias)) or typing.get_origin(value) is not None
 
 
