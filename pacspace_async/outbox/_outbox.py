@@ -34,6 +34,7 @@ from .._idempotency import IdempotencyKeys
 from .._logging import logger
 from ..resources._deltas import delta_body
 from ._memory import MemoryStore
+from ._postgres import PostgresStore
 from ._sqlite import DEFAULT_SQLITE_FILE, SqliteStore
 from ._store import EntryState, OutboxStore, StoredEntry, StoreStats
 
@@ -130,6 +131,8 @@ def open_store(store: OutboxStore | str | os.PathLike[str] | None) -> OutboxStor
             return SqliteStore(store[len("sqlite:///") :])
         if store == "memory://":
             return MemoryStore()
+        if store.startswith(("postgresql://", "postgres://")):
+            return PostgresStore(store)
         scheme = store.split("://", 1)[0] if "://" in store else ""
         # Only the scheme is shown: a database URL may hold a password.
         raise ConfigurationError(

@@ -18,6 +18,7 @@ from pacspace_async.outbox import (
     StoredEntry,
     open_store,
 )
+from pacspace_async.outbox._postgres import PostgresStore
 
 NOW = 1_700_000_000.0
 LEASE = 300.0
@@ -26,11 +27,15 @@ ROOMY = {"max_entries": 1000, "max_bytes": 1_000_000}
 StoreFactory = Callable[[], OutboxStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     if request.param == "memory":
         shared = MemoryStore()
         return lambda: shared
+    if request.param == "postgres":
+        # Asked for here only: the other stores' runs need no server.
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda: PostgresStore(url)
     return lambda: SqliteStore(tmp_path / "outbox.sqlite3")
 
 
