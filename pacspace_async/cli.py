@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from . import _mcp_command
+from . import _mcp_command, _outbox_command
 from ._credentials import API_KEY_VARIABLE, NO_KEY, ApiKey
 from ._environments import Environment
 from ._errors import ConfigurationError, InvalidArgumentError, PacSpaceError, WebhookVerificationError
@@ -398,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--body", required=True, help="file with the raw body, - for stdin")
     check.add_argument("--secret-env", default=None, help=f"variable holding the secret (default {SECRET_ENV_VAR})")
     _mcp_command.add_parser(commands)
+    _outbox_command.add_parser(commands)
     return parser
 
 
@@ -420,6 +421,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     try:
         if args.command == "mcp":
             return _mcp_command.run(args, err)
+        if args.command == "outbox":
+            return _outbox_command.run(args, out, err)
         if args.command == "key":
             return _key_inspect(args, out, err)
         if args.command == "webhook":
