@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="PREFIX",
-        help="run only scenarios whose key starts with one of these (http/, tls/sequential, soak, ...)",
+        help="run only scenarios whose key starts with one of these: http/, tls/, tls-system/ (loopback), "
+        "rtt1-http/, rtt1-tls/, rtt20-http/, rtt20-tls/ (behind the latency proxy; rtt selects all), "
+        "soak, storm, outbox/sqlite, outbox/postgres, telemetry; a key is VARIANT/MODE with MODE one of "
+        "sequential, inflight8, inflight32, inflight128, threads",
     )
     return parser
 
@@ -58,11 +61,23 @@ def main(argv: list[str] | None = None) -> int:
 
         return profile(args.calls)
 
-    from .report import markdown, ratio_table, storm_table, targets_table
+    from .report import markdown, ratio_table, storm_table, target_summary, targets_table
+    from .report_sections import network_table, outbox_table, telemetry_table
     from .runner import Config, run
 
     if args.from_json is not None:
+        from .targets import evaluate_targets
+
         results = json.loads(args.from_json.read_text())
+        # Judged again by today's targets (a results file keeps every round).
+        targets = evaluate_targets(
+            results["scenarios"],
+            results.get("soak"),
+            results.get("storms"),
+            results.get("outbox"),
+            results.get("telemetry"),
+        )
+        results["targets"] = [target.as_dict() for target in targets]
         quick = bool(results["config"]["quick"])
         out_path: Path = args.out or HERE / ("RESULTS.quick.md" if quick else "RESULTS.md")
         out_path.write_text(markdown(results, "python -m benchmarks" + (" --quick" if quick else "")))
@@ -87,10 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(ratio_table(results))
     print()
-    print(storm_table(results))
-    print()
-    print(targets_table(results))
-    print()
+    for title, text in (
+        ("Real network", network_table(results)),
+        ("429 storms", storm_table(results)),
+        ("Outbox", outbox_table(results)),
+        ("Telemetry", telemetry_table(results)),
+        ("Targets", targets_table(results)),
+    ):
+        if text != "_not run_":
+            print(f"{title}:\n{text}\n")
+    print(target_summary(results))
     print(f"{results['elapsed_s']:.0f} s; wrote {out} and {json_out}")
     failed = [t["id"] for t in results["targets"] if t["passed"] is False and t.get("binding", True)]
     if failed:

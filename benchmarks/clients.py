@@ -250,7 +250,7 @@ def sync_pacspace(variant: Variant) -> tuple[Callable[[], Any], Callable[[], Non
 
 
 def official_sdk(variant: Variant) -> tuple[Callable[[], Any], Callable[[], None]]:
-    from pacspace_sdk import PacSpace as OfficialPacSpace
+    from pacspace_sdk import PacSpace as OfficialPacSpace  # type: ignore[import-untyped]
 
     pac = OfficialPacSpace(API_KEY, base_url=variant.url)
     emit = pac.balance.emit

@@ -1,9 +1,10 @@
-"""The benchmark run: scenarios in interleaved rounds, the soak, the targets, the report.
+"""The benchmark run: scenarios in interleaved rounds, the soak, the storms, the outbox, telemetry.
 
 Each scenario is one transport variant (HTTP, TLS with the test CA, TLS with the system trust
-store) and one mode (sequential; 32 or 128 in flight for the async clients; 8 threads for the
-blocking ones). Its participants are built once, warmed up and calibrated (each gets a call
-count that takes about ``budget`` seconds), then measured in rounds: A, B, C, A, B, C, ...
+store on loopback; HTTP and TLS behind the latency proxy at each RTT) and one mode (sequential;
+8, 32 or 128 in flight for the async clients; 8 threads for the blocking ones). Its participants
+are built once, warmed up and calibrated (each gets a call count that takes about ``budget``
+seconds), then measured in rounds: A, B, C, A, B, C, ...
 Every number reported is the median over the rounds.
 """
 
@@ -17,35 +18,23 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .clients import (
-    CLIENTS,
-    OFFICIAL,
-    OURS_ASYNC,
-    OURS_SYNC,
-    RAW,
-    Participant,
-    Variant,
-    make_participants,
-)
+from .clients import CLIENTS, Participant, Variant, make_participants
 from .fixtures import ServerProcess, TLSMaterial, cert_env
 from .machine import describe_machine
+from .network import NETWORK_MODES, RTTS_MS, ProxyProcess, network_variants, start_proxies, variant_key
+from .outbox import OUTBOX_STORES, run_outbox
 from .storm import run_storm
+from .targets import evaluate_targets
+from .telemetry import run_telemetry
 
 __all__ = ["Config", "run"]
 
 MODES = ("sequential", "inflight32", "inflight128", "threads")
-MODE_TITLES = {
-    "sequential": "sequential",
-    "inflight32": "32 in flight",
-    "inflight128": "128 in flight",
-    "threads": "8 threads",
-}
 
 
 @dataclass
@@ -55,6 +44,13 @@ class Config:
     budget: float
     soak_calls: int
     soak_warmup: int
+    # Behind the latency proxy a call takes milliseconds: fewer rounds, shorter measurements.
+    net_rounds: int = 5
+    net_budget: float = 0.5
+    outbox_entries: int = 2_000
+    outbox_rounds: int = 5
+    telemetry_rounds: int = 7
+    telemetry_budget: float = 1.0
     soak_in_flight: int = 128
     threads: int = 8
     only: list[str] = field(default_factory=list)
@@ -62,8 +58,25 @@ class Config:
     @classmethod
     def make(cls, *, quick: bool, only: list[str] | None = None) -> Config:
         if quick:
-            return cls(quick=True, rounds=3, budget=0.2, soak_calls=20_000, soak_warmup=2_000, only=only or [])
+            return cls(
+                quick=True,
+                rounds=3,
+                budget=0.2,
+                soak_calls=20_000,
+                soak_warmup=2_000,
+                net_rounds=3,
+                net_budget=0.1,
+                outbox_entries=300,
+                outbox_rounds=3,
+                telemetry_rounds=3,
+                telemetry_budget=0.2,
+                only=only or [],
+            )
         return cls(quick=False, rounds=7, budget=1.0, soak_calls=100_000, soak_warmup=5_000, only=only or [])
+
+    def selected(self, key: str) -> bool:
+        """Whether `--only` lets this scenario (``http/sequential``, ``outbox/sqlite``, ``soak`` ...) run."""
+        return not self.only or any(key.startswith(prefix) for prefix in self.only)
 
 
 def _log(message: str) -> None:
@@ -73,7 +86,7 @@ def _log(message: str) -> None:
 # --- one scenario ---------------------------------------------------------------------------------
 
 
-def _calibrate(participant: Participant, budget: float) -> int:
+def _calibrate(participant: Participant, budget: float, floor_units: int) -> int:
     """Warm the participant up and find a call count that takes about `budget` seconds."""
     unit = max(participant.concurrency, 1)
     calls = unit
@@ -86,7 +99,7 @@ def _calibrate(participant: Participant, budget: float) -> int:
         calls *= 4
     per_call = elapsed / calls
     wanted = int(budget / per_call) if per_call > 0 else calls
-    floor = 20 * unit if participant.concurrency > 1 else 5
+    floor = floor_units * unit if participant.concurrency > 1 else 5
     wanted = max(wanted, floor)
     return max(unit, wanted // unit * unit)
 
@@ -113,13 +126,21 @@ def _measure(participant: Participant, calls: int, server: ServerProcess) -> dic
 
 
 def run_scenario(
-    loop: asyncio.AbstractEventLoop, variant: Variant, mode: str, config: Config, server: ServerProcess
+    loop: asyncio.AbstractEventLoop,
+    variant: Variant,
+    mode: str,
+    config: Config,
+    server: ServerProcess,
+    *,
+    network: bool = False,
 ) -> dict[str, Any]:
+    budget, repeat = (config.net_budget, config.net_rounds) if network else (config.budget, config.rounds)
+    floor_units = 2 if network else 20
     participants = list(make_participants(loop, variant, mode, threads=config.threads))
     try:
-        counts = {participant.client: _calibrate(participant, config.budget) for participant in participants}
+        counts = {participant.client: _calibrate(participant, budget, floor_units) for participant in participants}
         rounds: dict[str, list[dict[str, float]]] = {participant.client: [] for participant in participants}
-        for _ in range(config.rounds):
+        for _ in range(repeat):
             for participant in participants:
                 rounds[participant.client].append(_measure(participant, counts[participant.client], server))
     finally:
@@ -177,253 +198,6 @@ def run_soak(server: ServerProcess, config: Config) -> dict[str, Any]:
     return result
 
 
-# --- the performance targets --------------------------------------------------------------------
-
-
-@dataclass
-class Target:
-    id: str
-    description: str
-    measure: str
-    value: float | None
-    limit: float
-    unit: str
-    higher_is_better: bool
-    binding: bool = True  # False: shown for context (the sync facade's own bound is sync-over-async)
-
-    @property
-    def passed(self) -> bool | None:
-        if self.value is None:
-            return None
-        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "description": self.description,
-            "measure": self.measure,
-            "value": self.value,
-            "limit": self.limit,
-            "unit": self.unit,
-            "comparison": ">=" if self.higher_is_better else "<=",
-            "passed": self.passed,
-            "binding": self.binding,
-        }
-
-
-def _get(scenarios: dict[str, Any], key: str, client: str, what: str) -> float | None:
-    entry = scenarios.get(key, {}).get(client)
-    return None if entry is None else float(entry[what])
-
-
-def _ratio(top: float | None, bottom: float | None) -> float | None:
-    return None if top is None or bottom is None or bottom == 0 else top / bottom
-
-
-def _paired(
-    scenarios: dict[str, Any], key: str, a: str, b: str, what: str, combine: Callable[[float, float], float]
-) -> float | None:
-    """Median over the rounds of combine(a's round, b's round): two clients measured side by side.
-
-    Round r of every client of a scenario was measured back to back, so pairing by round
-    cancels the slow drifts of a shared machine better than comparing two medians.
-    """
-    first = scenarios.get(key, {}).get(a)
-    second = scenarios.get(key, {}).get(b)
-    if first is None or second is None:
-        return None
-    return statistics.median(combine(x[what], y[what]) for x, y in zip(first["rounds"], second["rounds"], strict=True))
-
-
-def _storm_targets(storms: list[dict[str, Any]]) -> list[Target]:
-    targets = []
-    for storm in storms:
-        mine = storm["clients"]["AsyncPacSpace"]
-        where = f"{storm['callers']} callers, {storm['calls']} calls at {storm['rate']:g}/s"
-        targets.append(
-            Target(
-                f"storm-{storm['rate']:g}-succeeded",
-                f"429 storm, {where}: AsyncPacSpace calls that succeeded (default options)",
-                "of all calls",
-                float(mine["succeeded"]),
-                float(storm["calls"]),
-                "",
-                True,
-            )
-        )
-        targets.append(
-            Target(
-                f"storm-{storm['rate']:g}-requests",
-                f"429 storm, {where}: AsyncPacSpace requests sent per successful call",
-                "requests ÷ successes",
-                mine["requests_per_success"],
-                2.0,
-                "x",
-                False,
-            )
-        )
-    return targets
-
-
-def evaluate_targets(
-    scenarios: dict[str, Any], soak: dict[str, Any] | None, storms: list[dict[str, Any]] | None = None
-) -> list[Target]:
-    rps = partial(_get, scenarios, what="median_calls_per_s")
-
-    def faster(key: str, ours: str, other: str) -> float | None:
-        """other's µs per call ÷ ours, paired by round."""
-        return _paired(scenarios, key, other, ours, "wall_us", lambda x, y: x / y)
-
-    def over(key: str, ours: str, other: str) -> float | None:
-        """ours' µs per call - other's, paired by round."""
-        return _paired(scenarios, key, ours, other, "wall_us", lambda x, y: x - y)
-
-    def throughput(key: str, ours: str, other: str) -> float | None:
-        """ours' calls/s ÷ other's, paired by round."""
-        return _paired(scenarios, key, ours, other, "calls_per_s", lambda x, y: x / y)
-
-    targets = [
-        Target(
-            "async-32-vs-raw",
-            "AsyncPacSpace, 32 in flight, HTTP: throughput ÷ raw aiohttp's",
-            "calls/s ÷ calls/s",
-            throughput("http/inflight32", OURS_ASYNC, RAW),
-            0.80,
-            "x",
-            True,
-        ),
-        Target(
-            "sequential-over-raw",
-            "AsyncPacSpace, sequential, HTTP: µs per call over raw aiohttp",
-            "µs - µs",
-            over("http/sequential", OURS_ASYNC, RAW),
-            30.0,
-            "µs",
-            False,
-        ),
-        Target(
-            "sync-over-async",
-            "PacSpace (sync), sequential, HTTP: µs per call over AsyncPacSpace",
-            "µs - µs",
-            over("http/sequential", OURS_SYNC, OURS_ASYNC),
-            200.0,
-            "µs",
-            False,
-        ),
-        Target(
-            "http-async-vs-official",
-            "HTTP, sequential: official µs per call ÷ AsyncPacSpace's (never slower)",
-            "speed-up",
-            faster("http/sequential", OURS_ASYNC, OFFICIAL),
-            1.0,
-            "x",
-            True,
-        ),
-        Target(
-            "http-sync-vs-official",
-            "HTTP, sequential: official µs per call ÷ PacSpace (sync)'s (never slower)",
-            "speed-up",
-            faster("http/sequential", OURS_SYNC, OFFICIAL),
-            1.0,
-            "x",
-            True,
-            False,
-        ),
-        Target(
-            "http-threads-vs-official",
-            "HTTP, 8 threads: PacSpace (sync) throughput ÷ official's (never slower)",
-            "calls/s ÷ calls/s",
-            throughput("http/threads", OURS_SYNC, OFFICIAL),
-            1.0,
-            "x",
-            True,
-            False,
-        ),
-        Target(
-            "tls-ca-async-vs-official",
-            "TLS, test CA, sequential: official µs per call ÷ AsyncPacSpace's",
-            "speed-up",
-            faster("tls/sequential", OURS_ASYNC, OFFICIAL),
-            8.0,
-            "x",
-            True,
-        ),
-        Target(
-            "tls-ca-raw-vs-official",
-            "TLS, test CA, sequential: official µs per call ÷ raw aiohttp's (the floor, for reference)",
-            "speed-up",
-            faster("tls/sequential", RAW, OFFICIAL),
-            8.0,
-            "x",
-            True,
-            False,
-        ),
-        Target(
-            "tls-ca-sync-vs-official",
-            "TLS, test CA, sequential: official µs per call ÷ PacSpace (sync)'s",
-            "speed-up",
-            faster("tls/sequential", OURS_SYNC, OFFICIAL),
-            8.0,
-            "x",
-            True,
-            False,
-        ),
-        Target(
-            "tls-system-async-vs-official",
-            "TLS, system trust store, sequential: official µs per call ÷ AsyncPacSpace's",
-            "speed-up",
-            faster("tls-system/sequential", OURS_ASYNC, OFFICIAL),
-            50.0,
-            "x",
-            True,
-        ),
-        Target(
-            "tls-system-sync-vs-official",
-            "TLS, system trust store, sequential: official µs per call ÷ PacSpace (sync)'s",
-            "speed-up",
-            faster("tls-system/sequential", OURS_SYNC, OFFICIAL),
-            50.0,
-            "x",
-            True,
-            False,
-        ),
-        Target(
-            "async-32-vs-official-8-threads",
-            "HTTP: AsyncPacSpace 32 in flight throughput ÷ official with 8 threads",
-            "calls/s ÷ calls/s",
-            _ratio(rps("http/inflight32", OURS_ASYNC), rps("http/threads", OFFICIAL)),
-            1.8,
-            "x",
-            True,
-        ),
-    ]
-    targets += _storm_targets(storms or [])
-    if soak is not None:
-        targets.append(
-            Target(
-                "soak-rss",
-                f"{soak['calls']:,} emits on one AsyncPacSpace: resident memory growth",
-                "VmRSS after - before",
-                soak["rss_growth_kib"] / 1024,
-                10.0,
-                "MB",
-                False,
-            )
-        )
-        targets.append(
-            Target(
-                "soak-connections",
-                f"{soak['calls']:,} emits, {soak['in_flight']} in flight: peak open connections (server side)",
-                f"≤ pool limit {soak['pool_limit']}",
-                float(soak["server_peak_connections"]),
-                float(soak["pool_limit"]),
-                "",
-                False,
-            )
-        )
-    return targets
-
-
 # --- the whole run ------------------------------------------------------------------------------
 
 
@@ -474,68 +248,131 @@ def _load() -> list[float] | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def log(self, message: str) -> None:
+        _log(f"[{time.perf_counter() - self.started:6.1f}s] {message}")
+
+
+def _scenarios(
+    loop: asyncio.AbstractEventLoop,
+    variants: list[Variant],
+    modes: tuple[str, ...],
+    config: Config,
+    server: ServerProcess,
+    clock: _Clock,
+    *,
+    network: bool = False,
+) -> dict[str, Any]:
+    scenarios: dict[str, Any] = {}
+    for variant in variants:
+        for mode in modes:
+            key = f"{variant.key}/{mode}"
+            if not config.selected(key):
+                continue
+            began = time.perf_counter()
+            scenarios[key] = run_scenario(loop, variant, mode, config, server, network=network)
+            summary = ", ".join(f"{client} {entry['median_us']:.0f} µs" for client, entry in scenarios[key].items())
+            clock.log(f"{key} ({time.perf_counter() - began:.1f}s): {summary}")
+    return scenarios
+
+
+def _network_rtts(config: Config) -> list[float]:
+    return [
+        rtt
+        for rtt in RTTS_MS
+        if any(
+            config.selected(f"{variant_key(rtt, transport)}/{mode}")
+            for transport in ("http", "tls")
+            for mode in NETWORK_MODES
+        )
+    ]
+
+
+def _storms(clock: _Clock) -> list[dict[str, Any]]:
+    clock.log("429 storms against the emulator")
+    storms = run_storm()
+    for storm in storms:
+        summary = ", ".join(
+            f"{client} {entry['succeeded']}/{storm['calls']} ok, {entry['requests']} requests"
+            for client, entry in storm["clients"].items()
+        )
+        clock.log(f"storm at {storm['rate']:g}/s: {summary}")
+    return storms
+
+
 def run(config: Config) -> dict[str, Any]:
-    started = time.perf_counter()
+    clock = _Clock()
     load_at_start = _load()
     tls = TLSMaterial()
     server = ServerProcess(tls)
     loop = asyncio.new_event_loop()
-    scenarios: dict[str, Any] = {}
     variants = _variants(tls, server)
+    proxies: dict[float, ProxyProcess] = {}
+    soak = storms = outbox = telemetry = None
     try:
-        for variant in variants:
-            for mode in MODES:
-                key = f"{variant.key}/{mode}"
-                if config.only and not any(key.startswith(prefix) for prefix in config.only):
-                    continue
-                began = time.perf_counter()
-                scenarios[key] = run_scenario(loop, variant, mode, config, server)
-                summary = ", ".join(f"{client} {entry['median_us']:.0f} µs" for client, entry in scenarios[key].items())
-                _log(f"[{time.perf_counter() - started:6.1f}s] {key} ({time.perf_counter() - began:.1f}s): {summary}")
-        soak = None
-        if not config.only or any("soak".startswith(prefix) for prefix in config.only):
-            _log(f"[{time.perf_counter() - started:6.1f}s] soak: {config.soak_calls:,} emits on one AsyncPacSpace")
+        scenarios = _scenarios(loop, variants, MODES, config, server, clock)
+        rtts = _network_rtts(config)
+        if rtts:
+            proxies = start_proxies(server, rtts)
+            behind = network_variants(tls, proxies)
+            variants += behind
+            scenarios.update(_scenarios(loop, behind, NETWORK_MODES, config, server, clock, network=True))
+        if config.selected("soak"):
+            clock.log(f"soak: {config.soak_calls:,} emits on one AsyncPacSpace")
             soak = run_soak(server, config)
-            _log(
-                f"[{time.perf_counter() - started:6.1f}s] soak: RSS {soak['rss_growth_kib'] / 1024:+.2f} MB, "
-                f"peak connections {soak['server_peak_connections']}"
+            clock.log(
+                f"soak: RSS {soak['rss_growth_kib'] / 1024:+.2f} MB, peak connections {soak['server_peak_connections']}"
             )
-        storms = None
-        if not config.only or any("storm".startswith(prefix) for prefix in config.only):
-            _log(f"[{time.perf_counter() - started:6.1f}s] 429 storms against the emulator")
-            storms = run_storm()
-            for storm in storms:
-                summary = ", ".join(
-                    f"{client} {entry['succeeded']}/{storm['calls']} ok, {entry['requests']} requests"
-                    for client, entry in storm["clients"].items()
-                )
-                _log(f"[{time.perf_counter() - started:6.1f}s] storm at {storm['rate']:g}/s: {summary}")
+        if config.selected("storm"):
+            storms = _storms(clock)
+        stores = [store for store in OUTBOX_STORES if config.selected(f"outbox/{store}")]
+        if stores:
+            clock.log(f"outbox: {config.outbox_entries:,} entries a round, {', '.join(stores)}")
+            outbox = run_outbox(
+                loop, server, stores, entries=config.outbox_entries, rounds=config.outbox_rounds, log=clock.log
+            )
+        if config.selected("telemetry"):
+            clock.log("telemetry: sequential emits under each OpenTelemetry set-up")
+            telemetry = run_telemetry(
+                server.http_url, rounds=config.telemetry_rounds, budget=config.telemetry_budget, log=clock.log
+            )
         server_total = server.stats()
     finally:
+        for proxy in proxies.values():
+            proxy.close()
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         server.close()
         tls.close()
-    targets = evaluate_targets(scenarios, soak, storms)
+    targets = evaluate_targets(scenarios, soak, storms, outbox, telemetry)
     return {
         "machine": describe_machine(),
         "config": {
             "quick": config.quick,
             "rounds": config.rounds,
             "seconds_per_measurement": config.budget,
+            "network_rounds": config.net_rounds,
+            "network_seconds_per_measurement": config.net_budget,
+            "rtts_ms": list(proxies),
             "soak_calls": config.soak_calls,
             "soak_warmup": config.soak_warmup,
             "soak_in_flight": config.soak_in_flight,
             "threads": config.threads,
+            "only": config.only,
         },
         "variants": {variant.key: {"title": variant.title, "setup": variant.setup} for variant in variants},
         "clients": list(CLIENTS),
         "scenarios": scenarios,
         "soak": soak,
         "storms": storms,
+        "outbox": outbox,
+        "telemetry": telemetry,
         "server_total": server_total,
         "targets": [target.as_dict() for target in targets],
         "load_average": {"start": load_at_start, "end": _load()},
-        "elapsed_s": time.perf_counter() - started,
+        "elapsed_s": time.perf_counter() - clock.started,
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

@@ -65,8 +65,8 @@ async def soak(url: str, calls: int, in_flight: int, warmup: int) -> dict[str, A
     for session in transport._sessions.values():
         connector = session.connector
         if connector is not None:
-            client_side += sum(len(conns) for conns in connector._conns.values())  # type: ignore[attr-defined]
-            client_side += len(connector._acquired)  # type: ignore[attr-defined]
+            client_side += sum(len(conns) for conns in connector._conns.values())  # type: ignore[attr-defined,unused-ignore]
+            client_side += len(connector._acquired)  # type: ignore[attr-defined,unused-ignore]
     pool_limit = transport.pool_limit
     await pac.aclose()
     return {

@@ -65,7 +65,7 @@ def _sync_storm(emu: Emulator, key: str, calls: int, callers: int) -> int:
 
 
 def _official_storm(emu: Emulator, key: str, calls: int, callers: int) -> int:
-    from pacspace_sdk import PacSpace as OfficialPacSpace
+    from pacspace_sdk import PacSpace as OfficialPacSpace  # type: ignore[import-untyped]
 
     pac = OfficialPacSpace(key, base_url=emu.sandbox_url)
     try:

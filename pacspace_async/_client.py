@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import ssl as _ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+import attrs
+
 from ._checks import count_arg, seconds_arg
 from ._credentials import (
+    ApiKey,
+    Credentials,
     KeySource,
     NoKey,
     default_key_source,
@@ -17,9 +22,17 @@ from ._credentials import (
     to_key_source,
 )
 from ._environments import Environment, check_routing, resolve_base_urls
-from ._errors import ConfigurationError, InvalidArgumentError
-from ._logging import configure_from_env
-from ._requester import AuthErrorHook, Clock, Requester, Settings
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    ConfigurationError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    error_message,
+    reworded,
+)
+from ._logging import configure_from_env, logger
+from ._requester import APIResponse, AuthErrorHook, Clock, Requester, Settings
 from ._retry import RetryPolicy
 from ._transport import Transport
 from .models.verify import ProofVerification
@@ -32,6 +45,44 @@ from .resources.webhook_deliveries import AsyncWebhookDeliveries
 from .webhooks import SECRET_ENV_VAR, WebhookVerifier
 
 __all__ = ["AsyncPacSpace"]
+
+PROBE_PATH = "/api/v1/balance/usage"
+"""The probe that checks a key: the cheapest read known to need a key (a few plan counters, no
+customer data, no parameters). ``/balance/limits`` is cheaper still, but nothing says it needs
+a key: a public route would answer 200 to any key, and the probe would vouch for a revoked one."""
+
+
+async def probe_key(requester: Requester, key: ApiKey, key_in_use: str | None = None) -> APIResponse:
+    """Send one ``GET /api/v1/balance/usage`` with `key` to `key`'s own environment.
+
+    The client's key is untouched (the probe has its own credentials), a 429 to the new key
+    holds back none of the client's traffic (its own rate gates), and it is one attempt within
+    the client's timeout: a refusal is never retried, and a caller waiting to cut over should
+    hear of an unreachable API at once. A 401/403 is raised naming `key` (never its secret).
+    """
+    settings = requester.settings
+    scoped = Requester(
+        requester.transport, Credentials(key, key.environment), attrs.evolve(settings, on_auth_error=None)
+    )
+    try:
+        return await scoped.request("GET", PROBE_PATH, max_retries=0, deadline=settings.timeout)
+    except (AuthenticationError, PermissionDeniedError) as error:
+        keeps = "" if key_in_use is None else f"; {key_in_use} stays in use"
+        said = error_message(error.body, error.status)
+        raise reworded(error, f"PacSpace refused the key {key.key_id} ({said}){keeps}") from None
+
+
+async def _tell_operator(settings: Settings, error: APIStatusError) -> None:
+    """`on_auth_error` for a refused probe: a key provider's new key is refused."""
+    hook = settings.on_auth_error
+    if hook is None:
+        return
+    try:
+        result = hook(error)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:  # the hook must not stop the client from going on with its key
+        logger.warning("on_auth_error hook raised %s: %s", type(exc).__name__, exc)
 
 
 class AsyncPacSpace:
@@ -61,6 +112,7 @@ class AsyncPacSpace:
         on_auth_error: AuthErrorHook | None = None,
         webhook_secret: str | None = None,
         ssl: _ssl.SSLContext | None = None,
+        send_traceparent: bool = False,
     ) -> None:
         configure_from_env()
         if isinstance(api_key, NoKey):
@@ -77,18 +129,30 @@ class AsyncPacSpace:
             raise ConfigurationError("ssl must be an ssl.SSLContext")
         if on_auth_error is not None and not callable(on_auth_error):
             raise ConfigurationError("on_auth_error must be a callable taking the error")
+        if not isinstance(send_traceparent, bool):
+            raise ConfigurationError(f"send_traceparent must be True or False, got {send_traceparent!r}")
         settings = Settings(
             base_urls=urls,
             timeout=seconds_arg("timeout", timeout),
             deadline=seconds_arg("deadline", deadline),
             policy=RetryPolicy(count_arg("max_retries", max_retries), seconds_arg("max_retry_after", max_retry_after)),
             on_auth_error=on_auth_error,
+            # Off by default: a trace id is information about your system; send it only by choice.
+            send_traceparent=send_traceparent,
         )
         # An empty variable is "not configured": it must not break clients that never verify webhooks.
         webhooks = None
         if webhook_secret is not None or os.environ.get(SECRET_ENV_VAR, "").strip():
             webhooks = WebhookVerifier(webhook_secret)
         requester = Requester(Transport(pool_limit=pool_limit, ssl=ssl), credentials, settings)
+
+        async def probe(key: ApiKey, key_in_use: str | None) -> APIResponse:
+            return await probe_key(requester, key, key_in_use)
+
+        async def notify(error: APIStatusError) -> None:
+            await _tell_operator(settings, error)
+
+        credentials.attach_probe(probe, notify)
         self._setup(requester, webhooks, None)
 
     def _setup(self, requester: Requester, webhooks: WebhookVerifier | None, summaries: AsyncSummaries | None) -> None:
@@ -161,12 +225,27 @@ class AsyncPacSpace:
 
     # --- configuration ----------------------------------------------------------------------
 
-    async def rotate_key(self, api_key: KeySource) -> None:
+    async def rotate_key(self, api_key: KeySource, *, verify: bool = False) -> None:
         """Swap the key atomically; requests already sent finish with the old one.
 
         A key of the other environment is refused and the old key stays in use.
+
+        ``verify=True`` first sends one cheap authenticated request with the new key
+        (``GET /api/v1/balance/usage`` to the new key's environment, one attempt within the
+        client's timeout) and swaps only if PacSpace accepts it. A refusal raises
+        `AuthenticationError` (401) or `PermissionDeniedError` (403) naming the new key's id;
+        no answer raises `APIConnectionError`. Either way the old key stays in use, and
+        ``on_auth_error`` is not called: the caller holds the error.
+
+        >>> await pac.rotate_key("pk_live_NEW.secret", verify=True)
         """
-        await self._requester.credentials.rotate(to_key_source(api_key))
+        if not isinstance(verify, bool):
+            raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")
+        await self._requester.credentials.rotate(to_key_source(api_key), verify=verify)
+
+    async def _probe_key(self, key: ApiKey) -> APIResponse:
+        """The probe `rotate_key(verify=True)` sends, for `pacspace key check`."""
+        return await probe_key(self._requester, key)
 
     def with_options(
         self,

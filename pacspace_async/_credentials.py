@@ -1,8 +1,4 @@
-"""API keys: parsing, redaction, where they come from, and the client's current key.
-
-The secret half of a key is read at exactly one place, `ApiKey.header_value`, which builds
-the ``X-Api-Key`` header. Everything else sees `key_id` or `redacted`.
-"""
+"""Where keys come from (providers, checked re-reads) and the client's current key."""
 
 from __future__ import annotations
 
@@ -16,15 +12,25 @@ from typing import Union
 
 import attrs
 
+from ._api_key import MAX_API_KEY_LENGTH, ApiKey
 from ._environments import Environment, check_routing
-from ._errors import ConfigurationError, EnvironmentMismatchError, InvalidApiKeyError, MissingApiKeyError
-from ._redact import REDACTED
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    ConfigurationError,
+    EnvironmentMismatchError,
+    MissingApiKeyError,
+    PacSpaceError,
+    PermissionDeniedError,
+)
+from ._logging import logger
 
 __all__ = [
     "ApiKey",
     "KeyProvider",
     "KeySource",
     "Credentials",
+    "KeyCheck",
     "API_KEY_VARIABLE",
     "MAX_API_KEY_LENGTH",
     "NoKey",
@@ -33,97 +39,19 @@ __all__ = [
 ]
 
 API_KEY_VARIABLE = "PACSPACE_API_KEY"
-# Far above any real key (a prefix, a public id and a secret of a few dozen characters each),
-# far below the header line limits of servers and proxies (8 KB in aiohttp, nginx, many load
-# balancers): a longer text is a pasted file or the wrong variable, and sent as a header it
-# would be refused as a bad request (telling an agent to change its arguments) and may be
-# echoed, secret included, into the logs of whatever refused it.
-MAX_API_KEY_LENGTH = 512
-
-_PREFIXES = {environment.key_prefix: environment for environment in Environment}
-
-
-def _refuse(text: str, why: str, source: str) -> InvalidApiKeyError:
-    # Only the length and the rule broken: any slice of a malformed key may be its secret.
-    return InvalidApiKeyError(
-        f"invalid API key from {source} ({len(text)} characters): {why}; "
-        "expected the form pk_{test|live}_<publicId>.<secret>"
-    )
-
-
-def _split(text: object, source: str) -> tuple[Environment, str, str]:
-    """The environment, public id and secret of a well-formed key, or the rule it breaks."""
-    if not isinstance(text, str):
-        raise InvalidApiKeyError(f"the API key from {source} must be a str, not {type(text).__name__}")
-    if not text:
-        raise _refuse(text, "it is empty (leave api_key unset for public calls only)", source)
-    if len(text) > MAX_API_KEY_LENGTH:
-        raise _refuse(text, f"it is longer than {MAX_API_KEY_LENGTH} characters, more than any PacSpace key", source)
-    if any(ch.isspace() for ch in text):
-        raise _refuse(text, "it contains whitespace (a trailing newline from a file or a paste?)", source)
-    if not text.isascii() or not text.isprintable():
-        raise _refuse(text, "it contains characters that are not visible ASCII", source)
-    environment = _PREFIXES.get(text[:8])
-    if environment is None:
-        raise _refuse(text, "it must start with pk_test_ (sandbox) or pk_live_ (production)", source)
-    dots = text.count(".")
-    if dots != 1:
-        raise _refuse(text, f"it must contain exactly one '.' between public id and secret, found {dots}", source)
-    public_id, secret = text[8:].split(".")
-    if not public_id:
-        raise _refuse(text, "the public id before '.' is empty", source)
-    if not secret:
-        raise _refuse(text, "the secret after '.' is empty", source)
-    return environment, public_id, secret
-
-
-@attrs.frozen(repr=False)
-class ApiKey:
-    """A parsed PacSpace key. Shows only ``pk_live_PUBLICID.****`` when printed.
-
-    >>> key = ApiKey.parse("pk_test_abc123.s3cr3t")
-    >>> key.environment.value, key.key_id, str(key)
-    ('sandbox', 'pk_test_abc123', 'pk_test_abc123.****')
-    """
-
-    environment: Environment
-    public_id: str
-    _secret: str = attrs.field(alias="secret")
-
-    def __attrs_post_init__(self) -> None:
-        # Built directly rather than parsed: hold it to the same rules, so no header can be
-        # smuggled in through a public id or secret.
-        if not isinstance(self.environment, Environment) or not isinstance(self.public_id, str):
-            raise InvalidApiKeyError("ApiKey(environment, public_id, secret) needs an Environment and strings")
-        _split(f"{self.environment.key_prefix}{self.public_id}.{self._secret}", "ApiKey(...)")
-
-    @classmethod
-    def parse(cls, text: str, *, source: str = "api_key") -> ApiKey:
-        """Check the exact shape ``pk_{test|live}_{publicId}.{secret}``; never echo the input."""
-        return cls(*_split(text, source))
-
-    @property
-    def key_id(self) -> str:
-        """``pk_live_PUBLICID``: safe to log and to show an operator."""
-        return f"{self.environment.key_prefix}{self.public_id}"
-
-    @property
-    def redacted(self) -> str:
-        return f"{self.key_id}.{REDACTED}"
-
-    def header_value(self) -> str:
-        """The full key, for the ``X-Api-Key`` header only."""
-        return f"{self.key_id}.{self._secret}"
-
-    def __repr__(self) -> str:
-        return f"ApiKey({self.redacted!r})"
-
-    def __str__(self) -> str:
-        return self.redacted
 
 
 _Loaded = Union[str, ApiKey]
 KeyReader = Callable[[], Union[_Loaded, Awaitable[_Loaded]]]
+
+
+@attrs.frozen
+class KeyCheck:
+    """A client's means to check a key: `probe` raises if PacSpace refuses it (401/403, another
+    environment) or cannot say (no answer); `notify` tells the operator (``on_auth_error``)."""
+
+    probe: Callable[[ApiKey], Awaitable[object]]
+    notify: Callable[[APIStatusError], Awaitable[None]]
 
 
 class KeyProvider:
@@ -141,6 +69,13 @@ class KeyProvider:
         self._stale = stale
         self._cached: ApiKey | None = None
         self._last_text: object = None
+        # Set by from_file(verify=True): a changed key is probed before it replaces the cached one.
+        self._verify = False
+        self._recheck: Callable[[], None] = lambda: None  # read the source again at the next check
+        self._reread = False  # a 401 asked for a fresh read; the cached key stays the fallback
+        self._probing = False  # one probe at a time; meanwhile the cached key carries on
+        self._refused: ApiKey | None = None  # not probed again until the source changes
+        self._told: set[object] = set()  # the operator hears once per refused key (or bad file)
         self._is_async = inspect.iscoroutinefunction(read) or inspect.iscoroutinefunction(
             getattr(read, "__call__", None)  # noqa: B004 - an object with an async __call__
         )
@@ -167,10 +102,18 @@ class KeyProvider:
         *,
         check_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        verify: bool = False,
     ) -> KeyProvider:
         """Read the key from a file (a mounted secret); re-read when its mtime or size changes.
 
         Surrounding whitespace, such as the trailing newline most tools write, is stripped.
+
+        ``verify=True``: a changed file's key is used only once the client's probe (one
+        ``GET /api/v1/balance/usage``) is accepted. While it is refused (401/403, another
+        environment, not a key) the key in use stays, and the operator is told once per refused
+        key: ``on_auth_error`` (401/403) and one warning naming the key id. It is checked again
+        when the file changes again (a ``touch`` will do), or, if PacSpace did not answer, at the
+        next check interval.
         """
         file = Path(path)
         checked_at: float | None = None
@@ -202,7 +145,14 @@ class KeyProvider:
             checked_at = now
             return signature() != seen
 
-        return cls(read, name=f"KeyProvider.from_file({str(file)!r})", stale=stale)
+        def recheck() -> None:
+            nonlocal seen
+            seen = None
+
+        provider = cls(read, name=f"KeyProvider.from_file({str(file)!r})", stale=stale)
+        provider._verify = bool(verify)
+        provider._recheck = recheck
+        return provider
 
     @classmethod
     def from_callable(cls, read: KeyReader) -> KeyProvider:
@@ -218,15 +168,18 @@ class KeyProvider:
 
     def invalidate(self) -> None:
         """Forget the cached key: the next request reads the source again."""
-        self._cached = None
+        if self._verify:  # read again, but keep the key in use until a new one is accepted
+            self._reread = True
+        else:
+            self._cached = None
 
     def load_now(self) -> ApiKey:
         """Read a synchronous source immediately (the client does this to fail fast)."""
         if self._is_async:
             raise ConfigurationError(f"{self._name} is async; it can only be read inside the event loop")
         cached = self._cached
-        if cached is not None and not (self._stale and self._stale()):
-            return cached
+        if cached is not None and (self._verify or not (self._stale and self._stale())):
+            return cached  # a verifying provider changes keys only through a probe (get)
         loaded = self._read()
         if inspect.isawaitable(loaded):
             close = getattr(loaded, "close", None)
@@ -235,8 +188,14 @@ class KeyProvider:
             raise ConfigurationError(f"{self._name} returned an awaitable; make it an `async def`")
         return self._keep(loaded)
 
-    async def get(self) -> ApiKey:
-        """The current key, re-read if the source changed or after `invalidate`."""
+    async def get(self, check: KeyCheck | None = None) -> ApiKey:
+        """The current key, re-read if the source changed or after `invalidate`.
+
+        `check` is how a verifying provider probes a changed key (the client passes it); without
+        one there is nothing to probe with and the new key is used as read.
+        """
+        if self._verify:
+            return await self._get_verified(check)
         if not self._is_async:
             return self.load_now()
         cached = self._cached
@@ -251,15 +210,64 @@ class KeyProvider:
         # On a bad value nothing stays cached: every call reports it until the source is fixed,
         # rather than quietly going on with a key the operator meant to replace.
         self._cached = None
-        if isinstance(loaded, ApiKey):
-            key = loaded
-        elif isinstance(loaded, str):
-            key = ApiKey.parse(loaded, source=self._name)
-        else:
-            raise ConfigurationError(f"{self._name} returned {type(loaded).__name__}, not a str or ApiKey")
+        key = self._parse(loaded)
         self._cached = key
         self._last_text = loaded
         return key
+
+    def _parse(self, loaded: object) -> ApiKey:
+        if isinstance(loaded, ApiKey):
+            return loaded
+        if isinstance(loaded, str):
+            return ApiKey.parse(loaded, source=self._name)
+        raise ConfigurationError(f"{self._name} returned {type(loaded).__name__}, not a str or ApiKey")
+
+    async def _get_verified(self, check: KeyCheck | None) -> ApiKey:
+        """A changed key replaces the one in use once PacSpace accepted a probe with it. Only a
+        changed file (or a 401) probes, one probe at a time; other requests never wait for it."""
+        current = self._cached
+        if current is None:
+            return self.load_now()  # the first key: nothing to fall back to, used as read
+        if self._probing:
+            return current
+        try:
+            changed = bool(self._stale and self._stale())
+            if not (changed or self._reread):
+                return current
+            self._reread = False
+            candidate = self._parse(self._read())
+        except ConfigurationError as error:  # a vanished file, or not a key: refused, nothing sent
+            self._warn_once(str(error), "(unreadable)", str(error), current)
+            return current
+        if candidate == current or check is None:
+            return self._keep(candidate)
+        if candidate == self._refused and not changed:
+            return current  # re-read after a 401 on the key in use; this one was refused already
+        self._probing = True
+        try:
+            await check.probe(candidate)
+        except (AuthenticationError, PermissionDeniedError, EnvironmentMismatchError) as error:
+            self._refused = candidate
+            if candidate not in self._told and isinstance(error, APIStatusError):
+                await check.notify(error)
+            self._warn_once(candidate, candidate.key_id, str(error), current)
+            return current
+        except PacSpaceError as error:  # no verdict on the key: checked again at the next interval
+            self._recheck()
+            logger.warning("could not check the new API key %s from %s: %s", candidate.key_id, self._name, error)
+            return current
+        finally:
+            self._probing = False
+        self._refused = None
+        logger.info("switched to API key %s from %s after PacSpace accepted it", candidate.key_id, self._name)
+        return self._keep(candidate)
+
+    def _warn_once(self, subject: object, key_id: str, why: str, current: ApiKey) -> None:
+        if subject not in self._told:
+            self._told.add(subject)
+            logger.warning(
+                "refused the new API key %s from %s; still using %s: %s", key_id, self._name, current.key_id, why
+            )
 
     def _text_changed(self, read: Callable[[], str]) -> Callable[[], bool]:
         def stale() -> bool:
@@ -319,6 +327,7 @@ class Credentials:
         self._source = source
         known = source if isinstance(source, ApiKey) else initial_key
         self._last_key_id = known.key_id if known is not None else None
+        self._key_check: KeyCheck | None = None
 
     @property
     def has_key(self) -> bool:
@@ -339,19 +348,38 @@ class Credentials:
         source = self._source
         if source is None or isinstance(source, ApiKey):
             return source
-        key = await source.get()
+        key = await source.get(self._key_check)
         self._check(key)
         self._last_key_id = key.key_id
         return key
+
+    def attach_probe(
+        self,
+        probe: Callable[[ApiKey, str | None], Awaitable[object]],
+        notify: Callable[[APIStatusError], Awaitable[None]],
+    ) -> None:
+        """How this client checks a key before using it (`rotate_key(verify=True)`, verifying
+        providers): `probe(key, key_in_use)` raises if PacSpace refuses `key`."""
+
+        async def checked(key: ApiKey) -> None:
+            self._check(key)  # another environment's key: refused before anything is sent
+            await probe(key, self.key_id)
+
+        self._key_check = KeyCheck(checked, notify)
 
     def after_auth_failure(self) -> None:
         """After a 401 a provider is read again before the next request."""
         if isinstance(self._source, KeyProvider):
             self._source.invalidate()
 
-    async def rotate(self, new: ApiKey | KeyProvider) -> None:
+    async def rotate(self, new: ApiKey | KeyProvider, *, verify: bool = False) -> None:
+        """Swap to `new`; with `verify`, only after a probe with it was accepted."""
         key = await new.get() if isinstance(new, KeyProvider) else new
         self._check(key)
+        if verify:
+            if self._key_check is None:
+                raise ConfigurationError("rotate_key(verify=True) needs a client to send the probe")
+            await self._key_check.probe(key)
         self._source = new
         self._last_key_id = key.key_id
 

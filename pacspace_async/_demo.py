@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import random
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import attrs
 from aiohttp import web
 
-from ._client import AsyncPacSpace
-from ._credentials import NO_KEY
+from ._client import PROBE_PATH, AsyncPacSpace
+from ._credentials import NO_KEY, KeyProvider
 from ._environments import Environment
 from ._errors import APIStatusError, AuthenticationError, PacSpaceError, PermissionDeniedError, RateLimitError
 from ._logging import logger
@@ -42,6 +45,8 @@ RESENDS = 5
 """How often the agent sends a call again after the SDK's own retries ran out."""
 RATE_LIMIT, STORM = 10, 12
 """The 429 step: requests per second the emulator allows, and concurrent emits sent at it."""
+DRILL_AGENTS, DRILL_CALLS = 8, 40
+"""The rotation drill: tasks emitting all along, and the calls each phase waits for."""
 
 
 @attrs.define
@@ -54,14 +59,18 @@ class Outcome:
 
 
 class RetryCounter(logging.Handler):
-    """Counts the SDK's retry lines (one INFO line per retry) without printing them."""
+    """Counts the SDK's retry lines (one INFO line per retry) and keeps its warnings, printing
+    neither."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.retries = 0
+        self.warnings: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "retry" in record.getMessage():
+        if record.levelno >= logging.WARNING:
+            self.warnings.append(record.getMessage())
+        elif "retry" in record.getMessage():
             self.retries += 1
 
 
@@ -329,9 +338,95 @@ async def _day(screen: Screen, emits: int, fault_rate: float) -> list[Outcome]:
                 Outcome("webhooks", f"{total} verified, tampered rejected", total > 0 and tampered_rejected)
             )
 
+        outcomes.append(await rotation_drill(screen, emu))
         outcomes.extend(await _errors(screen, emu))
     await inbox.stop()
     return outcomes
+
+
+async def _until(done: Callable[[], bool], seconds: float = 10.0) -> bool:
+    for _ in range(int(seconds / 0.01)):
+        if done():
+            return True
+        await asyncio.sleep(0.01)
+    return done()
+
+
+def _write_key(path: Path, key: str) -> None:
+    """As a secret store updates a mounted file: a new file moved into place in one step."""
+    staged = path.with_suffix(".new")
+    staged.write_text(key + "\n")
+    os.replace(staged, path)
+
+
+async def rotation_drill(screen: Screen, emu: Any) -> Outcome:
+    """The five rotation steps while agents emit: a new key in the key file (a mistyped one
+    first), the client probes it and cuts over, the old key is revoked; no call may fail."""
+    screen.step(f"Key rotation drill: a new key in the key file while {DRILL_AGENTS} agents emit")
+    old, new = emu.create_key(Environment.SANDBOX), emu.create_key(Environment.SANDBOX)
+    typo = new[:-1] + ("x" if new[-1] != "x" else "y")
+    old_id, new_id = old.split(".")[0], new.split(".")[0]
+    told: list[APIStatusError] = []
+    done, failed, in_flight, phase = [0], [0], Counter[int](), 0
+    with _counting_retries() as log, tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "pacspace-api-key"
+        _write_key(path, old)
+        provider = KeyProvider.from_file(path, check_interval=0.02, verify=True)
+        async with AsyncPacSpace(provider, base_urls=emu.base_urls, on_auth_error=told.append) as pac:
+            stop = asyncio.Event()
+
+            async def agent(n: int) -> None:
+                sent = 0
+                while not stop.is_set():
+                    sent += 1
+                    started_in = phase  # which phase's key this call may carry
+                    in_flight[started_in] += 1
+                    try:
+                        await pac.balance.emit(
+                            customer_id=f"drill-{n}",
+                            delta=Decimal("-0.01"),
+                            reason="api_usage",
+                            reference_id=f"d{sent}",
+                        )
+                        done[0] += 1
+                    except PacSpaceError:
+                        failed[0] += 1
+                    finally:
+                        in_flight[started_in] -= 1
+
+            agents = [asyncio.ensure_future(agent(n)) for n in range(DRILL_AGENTS)]
+            held = await _until(lambda: done[0] >= DRILL_CALLS)
+            screen.say(f"  agents emit with {old_id} from {path.name} (KeyProvider.from_file(verify=True))")
+            _write_key(path, typo)  # steps 1-3, with a slip: the new key, mistyped, cut over to
+            held &= await _until(lambda: bool(told))
+            refused = f"{told[0].status} {told[0].code}" if told else "not refused"
+            screen.say(
+                f"  a mistyped key in the file: probe refused ({refused}), still on {pac.key_id}; "
+                f"operator told {len(told)}x (on_auth_error) and {len(log.warnings)} warning logged"
+            )
+            before = done[0]
+            _write_key(path, new)  # the key as the dashboard showed it
+            held &= await _until(lambda: pac.key_id == new_id)
+            screen.say(f"  the new key {new_id}: probed, accepted, cut over after {done[0] - before} more calls")
+            phase = 1  # step 4, confirm: every call that may still carry the old key has finished
+            held &= await _until(lambda: in_flight[0] == 0)
+            emu.revoke_key(old)  # step 5
+            revoked_at = done[0]
+            held &= await _until(lambda: done[0] >= revoked_at + DRILL_CALLS)
+            screen.say(f"  every call sent with {old_id} had finished; revoked it, agents went on")
+            stop.set()
+            await asyncio.gather(*agents)
+    emits = [r for r in emu.requests if r.key_id in (old_id, new_id) and r.path != PROBE_PATH]
+    by_key = Counter(r.key_id for r in emits)
+    probes = Counter(r.status for r in emu.requests if r.key_id == new_id and r.path == PROBE_PATH)
+    refusals = sum(1 for r in emits if r.status is None or r.status >= 400)
+    carried = f"{old_id}: {by_key[old_id]}, {new_id}: {by_key[new_id]}"
+    screen.say(
+        f"  {len(emits)} calls, {failed[0]} failed; carried by {carried} "
+        f"(+{sum(probes.values())} probes: {probes[401]} refused, {probes[200]} accepted)"
+    )
+    ok = held and failed[0] == 0 and refusals == 0 and len(told) == 1 and len(by_key) == 2
+    return Outcome("key rotation drill", f"{len(emits)} calls, {failed[0]} failed; {carried}", ok)
 
 
 async def _errors(screen: Screen, emu: Any) -> list[Outcome]:

@@ -1,7 +1,9 @@
 """The ``pacspace`` logger: one line per retry (INFO) and per request (DEBUG), never a body.
 
 ``PACSPACE_LOG=info`` or ``debug`` attaches a stderr handler. A filter on the logger redacts
-anything shaped like a key secret, whoever formats the message.
+anything shaped like a key secret, whoever formats the message. Another gives every record the
+current OpenTelemetry ``trace_id`` and ``span_id`` (hex; ``"0"`` outside a span or without the
+API), so a format string may use ``%(trace_id)s`` and a log line can be found from its trace.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import os
 from collections.abc import Mapping
 
 from ._redact import redact
+from ._telemetry import log_ids
 
-__all__ = ["logger", "RedactingFilter", "configure_from_env"]
+__all__ = ["logger", "RedactingFilter", "TraceContextFilter", "configure_from_env"]
 
 logger = logging.getLogger("pacspace")
 
@@ -39,9 +42,23 @@ def _redact_arg(value: object) -> object:
     return value if cleaned == text else cleaned
 
 
+class TraceContextFilter(logging.Filter):
+    """Sets ``trace_id`` and ``span_id`` on each record from the current OpenTelemetry span.
+
+    Runs only for records that pass the logger's level, and without the API it only sets the
+    two attributes to ``"0"``: nothing to pay on calls that log nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.trace_id, record.span_id = log_ids()
+        return True
+
+
 _FILTER = RedactingFilter()
 if not any(isinstance(existing, RedactingFilter) for existing in logger.filters):
     logger.addFilter(_FILTER)
+if not any(isinstance(existing, TraceContextFilter) for existing in logger.filters):
+    logger.addFilter(TraceContextFilter())
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
 

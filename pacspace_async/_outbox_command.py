@@ -177,13 +177,18 @@ def age(seconds: float | None) -> str:
 
 
 async def _status(outbox: Outbox, args: argparse.Namespace, out: TextIO) -> int:
-    stats = await outbox.stats()
+    now = time.time()
+    stats = await outbox.store.stats(now=now)
+    oldest = None if stats.oldest_pending_at is None else max(0.0, now - stats.oldest_pending_at)
+    # Each environment's entries are drained only with a key of that environment: say how many.
+    split = [(env.value, (await outbox.store.stats(now=now, environment=env.value)).pending) for env in Environment]
+    by_environment = ", ".join(f"{name} {count}" for name, count in split if count)
     out.write(
         f"store: {display_url(args.store)}\n"
-        f"pending: {stats.pending}\n"
+        f"pending: {stats.pending}{f' ({by_environment})' if by_environment else ''}\n"
         f"in flight: {stats.in_flight}\n"
         f"dead: {stats.dead}\n"
-        f"oldest pending: {age(stats.oldest_pending_age)}\n"
+        f"oldest pending: {age(oldest)}\n"
     )
     return EXIT_OK
 
@@ -273,6 +278,11 @@ async def _drain(args: argparse.Namespace, out: TextIO) -> int:
         raise _Refused(
             f"PacSpace refused key {pac.key_id} ({refused[0]}); {after.pending} entries stay pending: "
             f"set a working key in {API_KEY_VARIABLE} and drain again"
+        )
+    if after.other_environment:
+        out.write(
+            f"{after.other_environment} pending entries belong to the other environment: drain them with a key "
+            "of theirs\n"
         )
     if after.pending:
         raise _Wanting(

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import attrs
@@ -50,8 +50,14 @@ from ._retry import (
     outcome_of_failure,
 )
 from ._status import NoAnswer, status_rule
+from ._telemetry import AVAILABLE as _TELEMETRY
+from ._telemetry import CallTelemetry, start_call
 from ._transport import Transport, TransportFailure
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["Requester", "Settings", "Clock", "APIResponse", "AuthErrorHook", "checked_extra_headers"]
 
@@ -91,6 +97,11 @@ class Settings:
     policy: RetryPolicy = attrs.Factory(RetryPolicy)
     on_auth_error: AuthErrorHook | None = None
     clock: Clock = attrs.Factory(Clock)
+    #: Send the W3C ``traceparent`` of the current span to PacSpace (off: no trace id leaves).
+    send_traceparent: bool = False
+    #: Where spans and metrics go (None: OpenTelemetry's global providers).
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
 
 
 @attrs.frozen
@@ -205,7 +216,8 @@ class Requester:
         per_attempt = settings.timeout if timeout is None else seconds_arg("timeout", timeout)
         whole_call = settings.deadline if deadline is None else min(settings.deadline, deadline)
         environment = environment or self.credentials.environment
-        url = settings.base_urls[environment] + path + (build_query(query) if query else "")
+        base_url = settings.base_urls[environment]
+        url = base_url + path + (build_query(query) if query else "")
         body = None if json is None else _codec.dumps(json)
         headers = _Headers(self._static_headers[environment])  # built once, for every attempt
         if extra_headers:
@@ -222,6 +234,10 @@ class Requester:
         taken = NOTHING_TAKEN
         refused_by: PacSpaceError | None = None  # the call's latest 429: raised if its turn comes too late
         failure: TransportFailure | None = None  # the attempt's, when it got no answer
+        call: CallTelemetry | None = None  # spans and metrics; None unless OpenTelemetry records
+        if _TELEMETRY:
+            credentials = self.credentials if authenticated else None
+            call = start_call(settings, method, path, base_url, url, environment, credentials, idempotency_key)
         try:
             while True:
                 key_id = None
@@ -231,13 +247,18 @@ class Requester:
                     key_id = self.credentials.key_id  # key.key_id, without building the string again
                 now = clock.monotonic()
                 if gate.holds(now):  # time at the gate counts against the deadline, not max_retries
+                    held = now
                     now = await self._wait_for_turn(gate, deadline_at, refused_by, method, path, idempotency_key, taken)
+                    if call is not None:
+                        call.gate_waited(now - held)
                 remaining = deadline_at - now
                 if remaining <= 0:
                     raise _timeout(
                         f"the call's deadline of {whole_call:g}s passed", method, path, idempotency_key, taken
                     )
 
+                if call is not None:
+                    call.begin_attempt(taken.attempts - 1, headers)
                 try:
                     raw = await self.transport.send(
                         environment, method, url, headers=headers, body=body, timeout=min(per_attempt, remaining)
@@ -255,11 +276,19 @@ class Requester:
 
                 decision = policy.decide(outcome, taken, deadline_at - clock.monotonic(), clock.jitter)
                 if decision is RETURN:
+                    if call is not None:
+                        call.end_attempt(raw.status, request_id, raw.headers, None)
+                        call.end(None, taken.retries, request_id, raw.headers)
                     return APIResponse(raw.status, unwrap(decoded), decoded, raw.headers, request_id, idempotency_key)
                 # What this attempt ends the call with if it is the last (a 429's is kept for the gate).
                 error = _error(
                     outcome, failure, decoded, request_id, key_id, method, path, idempotency_key, taken, whole_call
                 )
+                if call is not None:
+                    if failure is None:
+                        call.end_attempt(raw.status, request_id, raw.headers, error)
+                    else:
+                        call.end_attempt(None, None, None, error)
                 if decision.gate_wait is not None:  # a 429 holds back every request of this environment
                     gate.refused(clock.monotonic(), decision.gate_wait, now)
                     refused_by = error
@@ -268,9 +297,16 @@ class Requester:
                         await self._auth_failed(error)
                     raise error
                 _log_retry(method, path, decision, outcome, failure, policy.max_retries, request_id, key_id)
+                if call is not None:
+                    resend = decision.taken.attempts - 1
+                    call.retrying(decision, outcome, None if failure is None else failure.timeout, resend)
                 if decision.kind is not Wait.GATE:  # a 429's wait is spent at the gate, before the next send
                     await clock.sleep(decision.wait)
                 taken = decision.taken
+        except BaseException as exc:
+            if call is not None:
+                call.end(exc, taken.retries)
+            raise
         finally:
             # The frame outlives the call in a traceback (shown with its locals by Sentry, rich,
             # pytest --showlocals): leave no key in it, not even one a server echoed back.

@@ -1,6 +1,6 @@
 """The ``pacspace`` command: the demo, the emulator, public verification, key and webhook checks.
 
-Exit codes: 0 done; 1 checked and found wanting (not verified, invalid key, bad signature);
+Exit codes: 0 done; 1 checked and found wanting (not verified, invalid or refused key, bad signature);
 2 usage; 3 PacSpace could not be reached or answered with an error. Every error is one line.
 """
 
@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from . import _mcp_command, _outbox_command
-from ._credentials import API_KEY_VARIABLE, NO_KEY, ApiKey
+from . import _key_command, _mcp_command, _outbox_command
+from ._credentials import API_KEY_VARIABLE, NO_KEY
 from ._environments import Environment
 from ._errors import ConfigurationError, InvalidArgumentError, PacSpaceError, WebhookVerificationError
 from ._version import __version__
@@ -32,8 +32,9 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
 
 EXIT_CODES = """exit codes:
-  0  done (demo: every check held; verify: verified; key or delivery valid; emulator: stopped by Ctrl-C)
-  1  checked and found wanting (a demo check failed, not verified, invalid key, delivery rejected)
+  0  done (demo: every check held; verify: verified; key valid (check: accepted), delivery valid;
+     emulator: stopped by Ctrl-C)
+  1  checked and found wanting (a demo check failed, not verified, invalid or refused key, delivery rejected)
   2  usage: a bad argument or setting, or a missing extra (one line on stderr)
   3  PacSpace could not be reached, or answered with an error"""
 
@@ -45,22 +46,6 @@ def _fail(message: str, code: int, err: TextIO) -> int:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-# --- key inspect ----------------------------------------------------------------------------
-
-
-def _key_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if args.stdin or API_KEY_VARIABLE not in os.environ:
-        text, source = sys.stdin.readline().strip(), "stdin"
-    else:
-        text, source = os.environ[API_KEY_VARIABLE], API_KEY_VARIABLE
-    try:
-        key = ApiKey.parse(text, source=source)
-    except ConfigurationError as error:
-        return _fail(str(error), EXIT_FAILED, err)
-    out.write(f"environment: {key.environment.value}\nkey_id: {key.key_id}\nredacted: {key.redacted}\n")
-    return EXIT_OK
 
 
 # --- verify ---------------------------------------------------------------------------------
@@ -380,14 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--environment", choices=("sandbox", "production"), default="production")
     verify.add_argument("--base-url", help="the environment's base URL (e.g. the emulator's)")
 
-    key = command("key", "API key tools")
-    key_commands = key.add_subparsers(dest="key_command", required=True)
-    inspect = key_commands.add_parser(
-        "inspect", help=f"show a key's environment and id (reads {API_KEY_VARIABLE} or stdin)"
-    )
-    inspect.add_argument(
-        "--stdin", action="store_true", help=f"read the key from stdin even if {API_KEY_VARIABLE} is set"
-    )
+    _key_command.add_parser(commands)
 
     webhook = command("webhook", "webhook tools")
     webhook_commands = webhook.add_subparsers(dest="webhook_command", required=True)
@@ -424,7 +402,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         if args.command == "outbox":
             return _outbox_command.run(args, out, err)
         if args.command == "key":
-            return _key_inspect(args, out, err)
+            return _key_command.run(args, out, err)
         if args.command == "webhook":
             return _webhook_verify(args, out, err)
         if args.command == "verify":

@@ -48,6 +48,7 @@ class PacSpace:
         on_auth_error: AuthErrorHook | None = None,
         webhook_secret: str | None = None,
         ssl: _ssl.SSLContext | None = None,
+        send_traceparent: bool = False,
     ) -> None:
         self._bind(
             AsyncPacSpace(
@@ -62,6 +63,7 @@ class PacSpace:
                 on_auth_error=on_auth_error,
                 webhook_secret=webhook_secret,
                 ssl=ssl,
+                send_traceparent=send_traceparent,
             ),
             None,
         )
@@ -133,12 +135,21 @@ class PacSpace:
             )
         )
 
-    def rotate_key(self, api_key: KeySource) -> None:
+    def rotate_key(self, api_key: KeySource, *, verify: bool = False) -> None:
         """Swap the key atomically; requests already sent finish with the old one.
 
         A key of the other environment is refused and the old key stays in use.
+
+        ``verify=True`` first sends one cheap authenticated request with the new key
+        (``GET /api/v1/balance/usage`` to the new key's environment, one attempt within the
+        client's timeout) and swaps only if PacSpace accepts it. A refusal raises
+        `AuthenticationError` (401) or `PermissionDeniedError` (403) naming the new key's id;
+        no answer raises `APIConnectionError`. Either way the old key stays in use, and
+        ``on_auth_error`` is not called: the caller holds the error.
+
+        >>> pac.rotate_key("pk_live_NEW.secret", verify=True)
         """
-        self._portal.call(functools.partial(self._wrapped.rotate_key, api_key))
+        self._portal.call(functools.partial(self._wrapped.rotate_key, api_key, verify=verify))
 
     def with_options(
         self,

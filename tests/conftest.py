@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -29,6 +31,17 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "PACSPACE_LOG",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_restored() -> Iterator[None]:
+    """A test may leave a SIGINT handler behind (an event loop runner whose run was cut short):
+    the next test must start with Python's own, as a program does (the sync client's Ctrl-C
+    handling depends on which handler is installed)."""
+    yield
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @attrs.define

@@ -180,6 +180,8 @@ def test_the_demo_exits_zero_as_a_subprocess_including_at_the_edges_of_what_it_a
         assert "no double counting" in out
         assert " 0 duplicates" in out
         assert f"{emits}/{emits} VERIFIED" in out
+        assert "key rotation drill" in out
+        assert ", 0 failed;" in out  # the drill's cut-over under load
         assert "FAILED" not in out
         assert err == ""
         assert SECRET not in out + err

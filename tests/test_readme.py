@@ -48,6 +48,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from outbox.postgres_server import postgres_server, postgres_url  # noqa: F401  (fixtures, for one block)
 from readme_blocks import (
     README,
     Block,
@@ -336,6 +337,51 @@ def _check_pytest_example(harness: Harness, source: str, namespace: dict[str, An
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1, warnings=0)
 
 
+def _give_otel(harness: Harness) -> dict[str, Any]:
+    """The global tracer provider may be set once per process: set it for this block only, and
+    keep a copy of its spans (the console exporter writes to the stdout of its first import)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    kept = InMemorySpanExporter()
+
+    def set_for_this_block(provider: Any) -> None:
+        provider.add_span_processor(SimpleSpanProcessor(kept))
+        harness.monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+
+    harness.monkeypatch.setattr(trace, "set_tracer_provider", set_for_this_block)
+    harness.values["otel_spans"] = kept
+    return {}
+
+
+def _check_otel(harness: Harness, source: str, namespace: dict[str, Any]) -> None:
+    spans = harness.values["otel_spans"].get_finished_spans()
+    names = [span.to_json() for span in spans]
+    assert [span.name for span in spans] == ["POST /api/v1/balance/delta", "pacspace balance.emit"]
+    assert not any(harness.key.split(".")[1] in text for text in names)
+
+
+def _give_rotation(harness: Harness) -> dict[str, Any]:
+    environment = pacspace_async.ApiKey.parse(harness.key).environment
+    return {"new_key": harness.emulator.create_key(environment), "page_the_operator": _Recorder()}
+
+
+def _check_rotation(harness: Harness, source: str, namespace: dict[str, Any]) -> None:
+    new_id = namespace["new_key"].split(".")[0]
+    assert namespace["pac"].key_id == new_id  # accepted by the probe, then swapped
+    assert any(r.key_id == new_id and r.path == "/api/v1/balance/usage" for r in harness.emulator.requests)
+
+
+def _give_postgres_outbox(harness: Harness) -> dict[str, Any]:
+    harness.monkeypatch.setenv("OUTBOX_DATABASE_URL", harness.request.getfixturevalue("postgres_url"))
+    return {}
+
+
+def _check_postgres_outbox(harness: Harness, source: str, namespace: dict[str, Any]) -> None:
+    assert [d.reference_id for d in harness.emulator.deltas("cust_1") if d.reference_id == "run_8814"] == ["run_8814"]
+
+
 CONTEXTS: dict[str, Context] = {
     "key-sources": Context(give=_give_key_sources),
     "alerts": Context(give=_give_alerts, check=_check_alerts),
@@ -346,6 +392,9 @@ CONTEXTS: dict[str, Context] = {
     "tool-result": Context(check=_check_tool_result),
     "pytest-example": Context(check=_check_pytest_example),
     "emulator": Context(give=lambda harness: {"emu": Emulator()}),
+    "rotation": Context(give=_give_rotation, check=_check_rotation),
+    "otel": Context(give=_give_otel, check=_check_otel),
+    "postgres-outbox": Context(give=_give_postgres_outbox, check=_check_postgres_outbox),
 }
 
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
-from ._store import EntryState, StoredEntry, StoreStats, full_error
+from ._store import (
+    Changes,
+    EntryState,
+    StoredEntry,
+    StoreStats,
+    dead_changes,
+    full_error,
+    requeue_changes,
+    retry_changes,
+    sent_changes,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -29,10 +38,12 @@ class MemoryStore:
             raise full_error(entries=len(unsent), size=size, max_entries=max_entries, max_bytes=max_bytes)
         self._entries[entry.id] = entry
 
-    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> Sequence[StoredEntry]:
+    async def claim(
+        self, *, now: float, limit: int, lease_seconds: float, environment: str | None = None
+    ) -> Sequence[StoredEntry]:
         seen: set[str] = set()
         claimed: list[StoredEntry] = []
-        for entry in self._entries.values():
+        for entry in self._of(environment):
             if len(claimed) >= limit:
                 break
             if entry.state is not EntryState.PENDING or entry.customer_id in seen:
@@ -44,38 +55,35 @@ class MemoryStore:
         return claimed
 
     async def mark_sent(self, entry_id: str, *, record_id: str) -> None:
-        self._update(entry_id, state=EntryState.SENT, record_id=record_id, error=None, error_code=None)
+        self._update(entry_id, sent_changes(record_id))
 
     async def retry_later(
         self, entry_id: str, *, at: float, attempts: int, error: str | None, error_code: str | None
     ) -> None:
-        self._update(entry_id, next_attempt_at=at, attempts=attempts, error=error, error_code=error_code)
+        self._update(entry_id, retry_changes(at=at, attempts=attempts, error=error, error_code=error_code))
 
     async def mark_dead(
         self, entry_id: str, *, error: str, error_code: str | None, needs_reconciliation: bool = False
     ) -> None:
         self._update(
-            entry_id,
-            state=EntryState.DEAD,
-            error=error,
-            error_code=error_code,
-            needs_reconciliation=needs_reconciliation,
+            entry_id, dead_changes(error=error, error_code=error_code, needs_reconciliation=needs_reconciliation)
         )
 
     async def requeue(self, entry_id: str, *, now: float) -> bool:
         entry = self._entries.get(entry_id)
         if entry is None or entry.state is not EntryState.DEAD:
             return False
-        self._update(
-            entry_id,
-            state=EntryState.PENDING,
-            next_attempt_at=now,
-            attempts=0,
-            error=None,
-            error_code=None,
-            needs_reconciliation=False,
-        )
+        self._update(entry_id, requeue_changes(now))
         return True
+
+    async def has_pending(self, *, environment: str | None = None) -> bool:
+        return any(e.state is EntryState.PENDING for e in self._of(environment))
+
+    async def prune(self, *, sent_before: float) -> int:
+        gone = [e.id for e in self._entries.values() if e.state is EntryState.SENT and e.created_at < sent_before]
+        for entry_id in gone:
+            del self._entries[entry_id]
+        return len(gone)
 
     async def get(self, entry_id: str) -> StoredEntry | None:
         return self._entries.get(entry_id)
@@ -83,11 +91,12 @@ class MemoryStore:
     async def dead_letters(self, *, limit: int = 1000) -> Sequence[StoredEntry]:
         return [e for e in self._entries.values() if e.state is EntryState.DEAD][:limit]
 
-    async def stats(self, *, now: float) -> StoreStats:
-        pending = [e for e in self._entries.values() if e.state is EntryState.PENDING]
+    async def stats(self, *, now: float, environment: str | None = None) -> StoreStats:
+        entries = self._of(environment)
+        pending = [e for e in entries if e.state is EntryState.PENDING]
         return StoreStats(
             pending=len(pending),
-            dead=sum(1 for e in self._entries.values() if e.state is EntryState.DEAD),
+            dead=sum(1 for e in entries if e.state is EntryState.DEAD),
             in_flight=sum(1 for e in pending if self._leases.get(e.id, 0.0) > now),
             oldest_pending_at=min((e.created_at for e in pending), default=None),
         )
@@ -95,9 +104,13 @@ class MemoryStore:
     async def aclose(self) -> None:
         return None
 
-    def _update(self, entry_id: str, **changes: Any) -> None:
+    def _of(self, environment: str | None) -> list[StoredEntry]:
+        entries = list(self._entries.values())
+        return entries if environment is None else [e for e in entries if e.environment == environment]
+
+    def _update(self, entry_id: str, changes: Changes) -> None:
         entry = self._entries.get(entry_id)
         if entry is None:
             return
         self._leases.pop(entry_id, None)
-        self._entries[entry_id] = attrs.evolve(entry, **changes)
+        self._entries[entry_id] = attrs.evolve(entry, **changes)  # type: ignore[arg-type]

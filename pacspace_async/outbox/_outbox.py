@@ -9,18 +9,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .. import _codec
+from .._environments import Environment
 from .._errors import (
     APIConnectionError,
     APIStatusError,
@@ -32,91 +29,36 @@ from .._errors import (
 )
 from .._idempotency import IdempotencyKeys
 from .._logging import logger
+from .._telemetry import current_trace_parent, metrics_enabled, outbox_send_span, record_outbox_stats
 from ..resources._deltas import delta_body
 from ._memory import MemoryStore
 from ._postgres import PostgresStore
 from ._sqlite import DEFAULT_SQLITE_FILE, SqliteStore
-from ._store import EntryState, OutboxStore, StoredEntry, StoreStats
+from ._store import OutboxStore, StoredEntry, StoreStats
+from ._timing import LEASE_SECONDS, MAX_RETRY_DELAY, OutboxClock, lease_for, retry_delay
+from ._views import OutboxEntry, OutboxStats, public_entry
 
 if TYPE_CHECKING:
     from .._client import AsyncPacSpace
 
-__all__ = ["Outbox", "OutboxClock", "OutboxEntry", "OutboxStats", "open_store", "retry_delay"]
+__all__ = [
+    "LEASE_SECONDS",
+    "MAX_RETRY_DELAY",
+    "Outbox",
+    "OutboxClock",
+    "OutboxEntry",
+    "OutboxStats",
+    "lease_for",
+    "open_store",
+    "retry_delay",
+]
 
-MAX_RETRY_DELAY = 15 * 60.0
-FIRST_RETRY_DELAY = 1.0
-# Longer than any one send (the client's deadline, 120 s by default): a claim older than this
-# belongs to a process that died, and another may take the entry over.
-LEASE_SECONDS = 300.0
 _IDLE_POLL = 1.0
+_PRUNE_EVERY = 3600.0
+_REPORT_EVERY = 10.0
 _OPERATION = "balance.delta"
 
 DeadLetterHook = Callable[["OutboxEntry"], "Awaitable[None] | None"]
-
-
-@attrs.frozen
-class OutboxClock:
-    """Time as the drain sees it: wall time (shared by processes) and its waits."""
-
-    wall: Callable[[], float] = time.time
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    jitter: Callable[[float, float], float] = random.uniform
-
-
-def retry_delay(attempts: int, *, hint: float | None, jitter: Callable[[float, float], float]) -> float:
-    """The wait after the `attempts`-th failed send: doubling from 1 s, capped at 15 minutes,
-    never shorter than the server's hint; jittered down so processes drift apart."""
-    base = min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2.0 ** min(max(attempts - 1, 0), 20))
-    delay = base * jitter(0.5, 1.0)
-    return min(MAX_RETRY_DELAY, max(delay, hint or 0.0))
-
-
-@attrs.frozen
-class OutboxEntry:
-    """One delta in the outbox. `record_id` is set once PacSpace recorded it; a dead entry
-    carries the error that stopped it, and `needs_reconciliation` when it was too old to resend."""
-
-    id: str
-    idempotency_key: str
-    state: EntryState
-    customer_id: str
-    delta: Decimal
-    reason: str
-    reference_id: str | None
-    created_at: datetime
-    attempts: int
-    record_id: str | None = None
-    error: str | None = None
-    error_code: str | None = None
-    needs_reconciliation: bool = False
-
-
-@attrs.frozen
-class OutboxStats:
-    pending: int
-    dead: int
-    in_flight: int
-    oldest_pending_age: float | None  # seconds
-    paused: bool
-
-
-def _public(entry: StoredEntry) -> OutboxEntry:
-    body = _codec.decode(entry.body)
-    return OutboxEntry(
-        id=entry.id,
-        idempotency_key=entry.idempotency_key,
-        state=entry.state,
-        customer_id=entry.customer_id,
-        delta=Decimal(body["delta"]),
-        reason=body["reason"],
-        reference_id=body.get("referenceId"),
-        created_at=datetime.fromtimestamp(entry.created_at, timezone.utc),
-        attempts=entry.attempts,
-        record_id=entry.record_id,
-        error=entry.error,
-        error_code=entry.error_code,
-        needs_reconciliation=entry.needs_reconciliation,
-    )
 
 
 def open_store(store: OutboxStore | str | os.PathLike[str] | None) -> OutboxStore:
@@ -168,6 +110,7 @@ class Outbox:
         max_age: timedelta = timedelta(hours=24),
         drain_concurrency: int = 8,
         on_dead_letter: DeadLetterHook | None = None,
+        keep_sent: timedelta = timedelta(days=7),
         clock: OutboxClock | None = None,
     ) -> None:
         self._pac = pac
@@ -177,6 +120,15 @@ class Outbox:
         if not isinstance(max_age, timedelta) or max_age <= timedelta(0):
             raise ConfigurationError(f"max_age must be a positive timedelta, got {max_age!r}")
         self._max_age = max_age.total_seconds()
+        if not isinstance(keep_sent, timedelta) or keep_sent < timedelta(0):
+            raise ConfigurationError(f"keep_sent must be a timedelta >= 0, got {keep_sent!r}")
+        self._keep_sent = keep_sent.total_seconds()
+        self._pruned_at: float | None = None
+        self._environment = pac.environment.value
+        self._settings = pac._requester.settings
+        self._lease = lease_for(self._settings.deadline)
+        self._store_kind = type(self._store).__name__.removesuffix("Store").lower()
+        self._reported_at = float("-inf")
         self._concurrency = int(_positive("drain_concurrency", drain_concurrency))
         self._on_dead_letter = on_dead_letter
         self._clock = clock or OutboxClock()
@@ -238,25 +190,35 @@ class Outbox:
             body=_codec.dumps(body).decode("utf-8"),
             created_at=now,
             next_attempt_at=now,
+            trace_parent=current_trace_parent(),  # the send, maybe elsewhere and later, links back to it
         )
         await self._store.add(entry, max_entries=self._max_entries, max_bytes=self._max_bytes)
         self._wake.set()
-        return _public(entry)
+        return public_entry(entry)
 
     async def get(self, entry_id: str) -> OutboxEntry | None:
         entry = await self._store.get(entry_id)
-        return None if entry is None else _public(entry)
+        return None if entry is None else public_entry(entry)
 
     async def stats(self) -> OutboxStats:
+        """Counts of this outbox's environment (the client's); `other_environment` counts the rest."""
         now = self._clock.wall()
-        raw: StoreStats = await self._store.stats(now=now)
+        raw: StoreStats = await self._store.stats(now=now, environment=self._environment)
+        # Counted, not subtracted from a total: an emit landing between two reads is no stranger.
+        others = [env.value for env in Environment if env.value != self._environment]
+        elsewhere = sum([(await self._store.stats(now=now, environment=other)).pending for other in others])
         oldest = None if raw.oldest_pending_at is None else max(0.0, now - raw.oldest_pending_at)
         return OutboxStats(
-            pending=raw.pending, dead=raw.dead, in_flight=raw.in_flight, oldest_pending_age=oldest, paused=self._paused
+            pending=raw.pending,
+            dead=raw.dead,
+            in_flight=raw.in_flight,
+            oldest_pending_age=oldest,
+            paused=self._paused,
+            other_environment=elsewhere,
         )
 
     async def dead_letters(self, *, limit: int = 1000) -> list[OutboxEntry]:
-        return [_public(entry) for entry in await self._store.dead_letters(limit=limit)]
+        return [public_entry(entry) for entry in await self._store.dead_letters(limit=limit)]
 
     async def requeue(self, entry_id: str) -> bool:
         """Send a dead entry again (after fixing what refused it), with its own idempotency key."""
@@ -277,7 +239,7 @@ class Outbox:
 
     async def _until_empty(self) -> None:
         self._wake.set()  # once: waking the drain on every look would make it spin
-        while (await self._store.stats(now=self._clock.wall())).pending:
+        while await self._store.has_pending(environment=self._environment):
             if not self.draining:
                 raise RuntimeError("the outbox drain stopped")
             self._progress.clear()
@@ -329,8 +291,10 @@ class Outbox:
                 claimed: Sequence[StoredEntry] = ()
                 if free > 0:
                     try:
+                        await self._prune_now_and_then()
+                        await self._report_now_and_then()
                         claimed = await self._store.claim(
-                            now=self._clock.wall(), limit=free, lease_seconds=LEASE_SECONDS
+                            now=self._clock.wall(), limit=free, lease_seconds=self._lease, environment=self._environment
                         )
                     except Exception:  # a locked or full disk, a dropped database: try again soon
                         logger.exception("pacspace outbox: the store failed to hand out entries")
@@ -343,6 +307,36 @@ class Outbox:
                     await self._idle(_IDLE_POLL)
         finally:
             self._progress.set()
+
+    async def _report_now_and_then(self) -> None:
+        """Depth and oldest age for the ``pacspace.outbox.*`` gauges, when metrics are collected."""
+        now = self._clock.wall()
+        if now - self._reported_at < _REPORT_EVERY or not metrics_enabled(self._settings.meter_provider):
+            return
+        self._reported_at = now
+        stats = await self.stats()
+        record_outbox_stats(
+            store=self._store_kind,
+            pending=stats.pending,
+            oldest_age=stats.oldest_pending_age,
+            meter_provider=self._settings.meter_provider,
+        )
+
+    async def _prune_now_and_then(self) -> None:
+        now = self._clock.wall()
+        if self._pruned_at is not None and now - self._pruned_at < _PRUNE_EVERY:
+            return
+        if self._pruned_at is None:
+            others = (await self.stats()).other_environment
+            if others:
+                logger.warning(
+                    "pacspace outbox: %d pending entries belong to the other environment; this drain "
+                    "(%s) leaves them for a client of theirs",
+                    others,
+                    self._environment,
+                )
+        self._pruned_at = now
+        await self._store.prune(sent_before=now - self._keep_sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
@@ -390,15 +384,16 @@ class Outbox:
                 await self._release(entry)
                 return
             body = _codec.decode(entry.body)
-            record = await self._pac.balance.emit(
-                customer_id=body["customerId"],
-                delta=body["delta"],
-                reason=body["reason"],
-                reference_id=body.get("referenceId"),
-                metadata=body.get("metadata"),
-                adjusts=body.get("adjusts"),
-                idempotency_key=entry.idempotency_key,
-            )
+            with outbox_send_span(entry.trace_parent, tracer_provider=self._settings.tracer_provider):
+                record = await self._pac.balance.emit(
+                    customer_id=body["customerId"],
+                    delta=body["delta"],
+                    reason=body["reason"],
+                    reference_id=body.get("referenceId"),
+                    metadata=body.get("metadata"),
+                    adjusts=body.get("adjusts"),
+                    idempotency_key=entry.idempotency_key,
+                )
         except asyncio.CancelledError:
             await asyncio.shield(self._release(entry))
             raise
@@ -455,7 +450,7 @@ class Outbox:
             return
         dead = await self._store.get(entry.id)
         try:
-            result = hook(_public(dead if dead is not None else entry))
+            result = hook(public_entry(dead if dead is not None else entry))
             if inspect.isawaitable(result):
                 await result
         except Exception:

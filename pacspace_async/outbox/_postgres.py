@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigurationError
-from ._store import EntryState, StoredEntry, StoreStats, full_error
+from ._sql import ADDED_COLUMNS, COLUMNS, Dialect, entry_from_row
+from ._store import (
+    StoredEntry,
+    StoreStats,
+    dead_changes,
+    full_error,
+    requeue_changes,
+    retry_changes,
+    sent_changes,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -26,35 +35,53 @@ __all__ = ["PostgresStore", "url_without_password"]
 T = TypeVar("T")
 
 _TABLE = "pacspace_outbox_entries"
-# Any fixed number: serialises schema creation and the full-check of `add` across processes.
+# Any fixed number: serialises schema creation across processes.
 _LOCK_KEY = 0x7061_6373_6F62  # "pacsob"
 
+_SQL = Dialect(table=_TABLE, mark="%s", materialized="MATERIALIZED ")
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {_TABLE} ("
     "seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL, "
     "idempotency_key TEXT NOT NULL, body TEXT NOT NULL, size BIGINT NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
     "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0, "
     "lease_until DOUBLE PRECISION NOT NULL DEFAULT 0, record_id TEXT, error TEXT, error_code TEXT, "
-    "needs_reconciliation BOOLEAN NOT NULL DEFAULT FALSE)",
+    "needs_reconciliation BOOLEAN NOT NULL DEFAULT FALSE, trace_parent TEXT)",
     f"CREATE INDEX IF NOT EXISTS {_TABLE}_line ON {_TABLE} (state, customer_id, seq)",
+    f"CREATE INDEX IF NOT EXISTS {_TABLE}_due ON {_TABLE} (state, next_attempt_at, seq)",
+    # Tables made by an earlier version gain the columns added since.
+    *(f"ALTER TABLE {_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in ADDED_COLUMNS.items()),
+    _SQL.create_totals(),
+    # The trigger first: it blocks writers until commit, so the count below misses no change.
+    f"CREATE OR REPLACE FUNCTION {_TABLE}_count() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    f"IF TG_OP = 'INSERT' THEN IF NEW.state <> 'sent' THEN {_SQL.totals_change('+', 'NEW')}; END IF; "
+    f"ELSIF TG_OP = 'UPDATE' THEN IF OLD.state <> 'sent' AND NEW.state = 'sent' THEN "
+    f"{_SQL.totals_change('-', 'OLD')}; END IF; "
+    f"ELSIF OLD.state <> 'sent' THEN {_SQL.totals_change('-', 'OLD')}; END IF; RETURN NULL; END $$",
+    f"DROP TRIGGER IF EXISTS {_TABLE}_counted ON {_TABLE}",
+    f"CREATE TRIGGER {_TABLE}_counted AFTER INSERT OR UPDATE OF state OR DELETE ON {_TABLE} "
+    f"FOR EACH ROW EXECUTE FUNCTION {_TABLE}_count()",
+    _SQL.count_totals(),
+)
+# Read without locking the table: DDL on a table in use would queue behind (and ahead of) the
+# other workers' statements, so it runs only when the table is missing or out of date.
+_UP_TO_DATE = (
+    "SELECT (SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+    f"AND table_name = '{_TABLE}' AND column_name = ANY(%s)), "
+    f"to_regclass('{_SQL.totals}') IS NOT NULL AND to_regclass('{_TABLE}_due') IS NOT NULL"
 )
 
-_COLUMNS = (
-    "id, customer_id, idempotency_key, body, created_at, state, attempts, next_attempt_at, "
-    "record_id, error, error_code, needs_reconciliation"
-)
 
 # The oldest pending entry of each customer, if due and not leased; rows another worker is
 # claiming or updating right now are skipped, not waited for. Postgres re-checks the row's own
 # conditions after locking it, so an entry leased or sent a moment ago is not taken twice.
-_CLAIM = (
-    f"WITH picked AS (SELECT seq FROM {_TABLE} WHERE state = 'pending' AND seq IN ("
-    f"  SELECT MIN(seq) FROM {_TABLE} WHERE state = 'pending' GROUP BY customer_id"
-    ") AND next_attempt_at <= %(now)s AND lease_until <= %(now)s ORDER BY seq LIMIT %(limit)s "
-    "FOR UPDATE SKIP LOCKED) "
-    f"UPDATE {_TABLE} AS t SET lease_until = %(until)s FROM picked WHERE t.seq = picked.seq "
-    f"RETURNING t.seq, {', '.join('t.' + column for column in _COLUMNS.split(', '))}"
-)
+def _claim(heads: str) -> str:
+    return (
+        f"WITH RECURSIVE {heads}, picked AS (SELECT seq FROM {_TABLE} WHERE seq IN (SELECT seq FROM heads) "
+        "AND state = 'pending' AND next_attempt_at <= %s AND lease_until <= %s ORDER BY seq LIMIT %s "
+        "FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {_TABLE} AS t SET lease_until = %s FROM picked WHERE t.seq = picked.seq "
+        f"RETURNING t.seq, {', '.join('t.' + column for column in COLUMNS)}"
+    )
 
 
 def url_without_password(url: str) -> str:
@@ -68,23 +95,6 @@ def url_without_password(url: str) -> str:
         return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))
     except ValueError:  # unparsable: show only the scheme
         return url.split("://", 1)[0] + "://****"
-
-
-def _entry(row: Sequence[Any]) -> StoredEntry:
-    return StoredEntry(
-        id=row[0],
-        customer_id=row[1],
-        idempotency_key=row[2],
-        body=row[3],
-        created_at=row[4],
-        state=EntryState(row[5]),
-        attempts=row[6],
-        next_attempt_at=row[7],
-        record_id=row[8],
-        error=row[9],
-        error_code=row[10],
-        needs_reconciliation=bool(row[11]),
-    )
 
 
 class PostgresStore:
@@ -111,102 +121,82 @@ class PostgresStore:
     async def add(self, entry: StoredEntry, *, max_entries: int, max_bytes: int) -> None:
         async def add(db: psycopg.AsyncConnection[Any]) -> None:
             async with db.transaction():
-                # Adders take turns: two of them must not both fit in the last free place.
-                await db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-                cursor = await db.execute(
-                    f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {_TABLE} WHERE state != 'sent'"
-                )
-                row = await cursor.fetchone()
+                # Adders take turns on the totals row: two must not both fit in the last free place.
+                row = await (await db.execute(_SQL.unsent_totals() + " FOR UPDATE")).fetchone()
                 assert row is not None
                 count, size = int(row[0]), int(row[1])
                 if count + 1 > max_entries or size + entry.size > max_bytes:
                     raise full_error(entries=count, size=size, max_entries=max_entries, max_bytes=max_bytes)
-                await db.execute(
-                    f"INSERT INTO {_TABLE} (id, customer_id, idempotency_key, body, size, created_at, state, "
-                    "next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        entry.id,
-                        entry.customer_id,
-                        entry.idempotency_key,
-                        entry.body,
-                        entry.size,
-                        entry.created_at,
-                        entry.state.value,
-                        entry.next_attempt_at,
-                    ),
-                )
+                await db.execute(*_SQL.insert(entry))
 
         await self._run(add)
 
-    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> Sequence[StoredEntry]:
+    async def claim(
+        self, *, now: float, limit: int, lease_seconds: float, environment: str | None = None
+    ) -> Sequence[StoredEntry]:
         async def claim(db: psycopg.AsyncConnection[Any]) -> list[StoredEntry]:
-            cursor = await db.execute(_CLAIM, {"now": now, "limit": limit, "until": now + lease_seconds})
-            rows = await cursor.fetchall()
-            return [_entry(row[1:]) for row in sorted(rows, key=lambda row: int(row[0]))]
+            # First the earliest-due window; every customer's head only when that window is full
+            # and yet held too few (a few customers with long backlogs): see Dialect.WINDOW.
+            rows: list[Any] = []
+            for source in ("window", "every customer"):
+                if source == "every customer":
+                    due = await (await db.execute(*_SQL.due_count(now, environment))).fetchone()
+                    if due is None or int(due[0]) < _SQL.WINDOW:
+                        break
+                heads, values = _SQL.due_heads(now, environment) if source == "window" else _SQL.heads(environment)
+                cursor = await db.execute(_claim(heads), (*values, now, now, limit - len(rows), now + lease_seconds))
+                rows += await cursor.fetchall()
+                if len(rows) >= limit:
+                    break
+            return [entry_from_row(row[1:]) for row in sorted(rows, key=lambda row: int(row[0]))]
 
         return await self._run(claim)
 
     async def mark_sent(self, entry_id: str, *, record_id: str) -> None:
-        await self._update(
-            "state = 'sent', record_id = %s, error = NULL, error_code = NULL, lease_until = 0", (record_id,), entry_id
-        )
+        await self._execute(*_SQL.update(entry_id, sent_changes(record_id)))
 
     async def retry_later(
         self, entry_id: str, *, at: float, attempts: int, error: str | None, error_code: str | None
     ) -> None:
-        await self._update(
-            "next_attempt_at = %s, attempts = %s, error = %s, error_code = %s, lease_until = 0",
-            (at, attempts, error, error_code),
-            entry_id,
+        await self._execute(
+            *_SQL.update(entry_id, retry_changes(at=at, attempts=attempts, error=error, error_code=error_code))
         )
 
     async def mark_dead(
         self, entry_id: str, *, error: str, error_code: str | None, needs_reconciliation: bool = False
     ) -> None:
-        await self._update(
-            "state = 'dead', error = %s, error_code = %s, needs_reconciliation = %s, lease_until = 0",
-            (error, error_code, needs_reconciliation),
-            entry_id,
-        )
+        changes = dead_changes(error=error, error_code=error_code, needs_reconciliation=needs_reconciliation)
+        await self._execute(*_SQL.update(entry_id, changes))
 
     async def requeue(self, entry_id: str, *, now: float) -> bool:
-        async def requeue(db: psycopg.AsyncConnection[Any]) -> bool:
-            cursor = await db.execute(
-                f"UPDATE {_TABLE} SET state = 'pending', next_attempt_at = %s, attempts = 0, error = NULL, "
-                "error_code = NULL, needs_reconciliation = FALSE, lease_until = 0 WHERE id = %s AND state = 'dead'",
-                (now, entry_id),
-            )
-            return cursor.rowcount == 1
+        return await self._execute(*_SQL.update(entry_id, requeue_changes(now), only_if_state="dead")) == 1
 
-        return await self._run(requeue)
+    async def has_pending(self, *, environment: str | None = None) -> bool:
+        async def has_pending(db: psycopg.AsyncConnection[Any]) -> bool:
+            return await (await db.execute(*_SQL.any_pending(environment))).fetchone() is not None
+
+        return await self._run(has_pending)
+
+    async def prune(self, *, sent_before: float) -> int:
+        return await self._execute(*_SQL.prune(sent_before))
 
     async def get(self, entry_id: str) -> StoredEntry | None:
         async def get(db: psycopg.AsyncConnection[Any]) -> StoredEntry | None:
-            cursor = await db.execute(f"SELECT {_COLUMNS} FROM {_TABLE} WHERE id = %s", (entry_id,))
-            row = await cursor.fetchone()
-            return None if row is None else _entry(row)
+            row = await (await db.execute(_SQL.select_by_id(), (entry_id,))).fetchone()
+            return None if row is None else entry_from_row(row)
 
         return await self._run(get)
 
     async def dead_letters(self, *, limit: int = 1000) -> Sequence[StoredEntry]:
         async def dead(db: psycopg.AsyncConnection[Any]) -> list[StoredEntry]:
-            cursor = await db.execute(
-                f"SELECT {_COLUMNS} FROM {_TABLE} WHERE state = 'dead' ORDER BY seq LIMIT %s", (limit,)
-            )
-            return [_entry(row) for row in await cursor.fetchall()]
+            cursor = await db.execute(_SQL.dead_letters(), (limit,))
+            return [entry_from_row(row) for row in await cursor.fetchall()]
 
         return await self._run(dead)
 
-    async def stats(self, *, now: float) -> StoreStats:
+    async def stats(self, *, now: float, environment: str | None = None) -> StoreStats:
         async def stats(db: psycopg.AsyncConnection[Any]) -> StoreStats:
-            cursor = await db.execute(
-                "SELECT COUNT(*) FILTER (WHERE state = 'pending'), "
-                "COUNT(*) FILTER (WHERE state = 'pending' AND lease_until > %s), "
-                "MIN(created_at) FILTER (WHERE state = 'pending'), "
-                f"COUNT(*) FILTER (WHERE state = 'dead') FROM {_TABLE} WHERE state != 'sent'",
-                (now,),
-            )
-            row = await cursor.fetchone()
+            row = await (await db.execute(*_SQL.stats(now=now, environment=environment))).fetchone()
             assert row is not None
             pending, in_flight, oldest, dead = row
             return StoreStats(pending=int(pending), dead=int(dead), in_flight=int(in_flight), oldest_pending_at=oldest)
@@ -232,10 +222,13 @@ class PostgresStore:
         try:
             # autocommit: each statement is its own transaction unless a block opens one.
             db = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-            async with db.transaction():
-                await db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-                for statement in _SCHEMA:
-                    await db.execute(statement)  # built from constants only
+            wanted = [*COLUMNS, "seq", "size", "lease_until"]
+            row = await (await db.execute(_UP_TO_DATE, (wanted,))).fetchone()
+            if row is None or int(row[0]) < len(set(wanted)) or not row[1]:
+                async with db.transaction():
+                    await db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                    for statement in _SCHEMA:
+                        await db.execute(statement)  # built from constants only
         except psycopg.Error as error:
             if db is not None:
                 await db.close()
@@ -256,8 +249,10 @@ class PostgresStore:
         async with self._lock:
             return await work(await self._connect())
 
-    async def _update(self, assignments: str, values: tuple[object, ...], entry_id: str) -> None:
-        async def update(db: psycopg.AsyncConnection[Any]) -> None:
-            await db.execute(f"UPDATE {_TABLE} SET {assignments} WHERE id = %s", (*values, entry_id))
+    async def _execute(self, sql: str, values: tuple[object, ...]) -> int:
+        """One statement (its own transaction); the number of rows it changed."""
 
-        await self._run(update)
+        async def execute(db: psycopg.AsyncConnection[Any]) -> int:
+            return (await db.execute(sql, values)).rowcount
+
+        return await self._run(execute)

@@ -12,12 +12,21 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .._errors import ConfigurationError
-from ._store import EntryState, StoredEntry, StoreStats, full_error
+from ._sql import ADDED_COLUMNS, Dialect, entry_from_row
+from ._store import (
+    StoredEntry,
+    StoreStats,
+    dead_changes,
+    full_error,
+    requeue_changes,
+    retry_changes,
+    sent_changes,
+)
 
 __all__ = ["DEFAULT_SQLITE_FILE", "SqliteStore"]
 
@@ -26,7 +35,10 @@ T = TypeVar("T")
 DEFAULT_SQLITE_FILE = "pacspace-outbox.sqlite3"
 _BUSY_TIMEOUT_MS = 10_000
 
-_SCHEMA = """
+_SQL = Dialect(table="outbox_entries", mark="?")
+
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS outbox_entries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -42,32 +54,22 @@ CREATE TABLE IF NOT EXISTS outbox_entries (
     record_id TEXT,
     error TEXT,
     error_code TEXT,
-    needs_reconciliation INTEGER NOT NULL DEFAULT 0
+    needs_reconciliation INTEGER NOT NULL DEFAULT 0,
+    trace_parent TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_entries_line ON outbox_entries (state, customer_id, seq);
+CREATE INDEX IF NOT EXISTS outbox_entries_due ON outbox_entries (state, next_attempt_at, seq);
+{_SQL.create_totals()};
+{_SQL.count_totals()};
+CREATE TRIGGER IF NOT EXISTS outbox_entries_in AFTER INSERT ON outbox_entries WHEN NEW.state != 'sent'
+BEGIN {_SQL.totals_change("+", "NEW")}; END;
+CREATE TRIGGER IF NOT EXISTS outbox_entries_sent AFTER UPDATE OF state ON outbox_entries
+WHEN OLD.state != 'sent' AND NEW.state = 'sent'
+BEGIN {_SQL.totals_change("-", "OLD")}; END;
+CREATE TRIGGER IF NOT EXISTS outbox_entries_out AFTER DELETE ON outbox_entries WHEN OLD.state != 'sent'
+BEGIN {_SQL.totals_change("-", "OLD")}; END;
+COMMIT;
 """
-
-_COLUMNS = (
-    "id, customer_id, idempotency_key, body, created_at, state, attempts, next_attempt_at, "
-    "record_id, error, error_code, needs_reconciliation"
-)
-
-
-def _entry(row: Sequence[Any]) -> StoredEntry:
-    return StoredEntry(
-        id=row[0],
-        customer_id=row[1],
-        idempotency_key=row[2],
-        body=row[3],
-        created_at=row[4],
-        state=EntryState(row[5]),
-        attempts=row[6],
-        next_attempt_at=row[7],
-        record_id=row[8],
-        error=row[9],
-        error_code=row[10],
-        needs_reconciliation=bool(row[11]),
-    )
 
 
 def _create_private(path: Path) -> None:
@@ -97,103 +99,79 @@ class SqliteStore:
 
     async def add(self, entry: StoredEntry, *, max_entries: int, max_bytes: int) -> None:
         def add(db: sqlite3.Connection) -> None:
-            count, size = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox_entries WHERE state != 'sent'"
-            ).fetchone()
+            count, size = db.execute(_SQL.unsent_totals()).fetchone()
             if count + 1 > max_entries or size + entry.size > max_bytes:
                 raise full_error(entries=count, size=size, max_entries=max_entries, max_bytes=max_bytes)
-            db.execute(
-                "INSERT INTO outbox_entries (id, customer_id, idempotency_key, body, size, created_at, state, "
-                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.id,
-                    entry.customer_id,
-                    entry.idempotency_key,
-                    entry.body,
-                    entry.size,
-                    entry.created_at,
-                    entry.state.value,
-                    entry.next_attempt_at,
-                ),
-            )
+            db.execute(*_SQL.insert(entry))
 
         await self._write(add)
 
-    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> Sequence[StoredEntry]:
+    async def claim(
+        self, *, now: float, limit: int, lease_seconds: float, environment: str | None = None
+    ) -> Sequence[StoredEntry]:
         def claim(db: sqlite3.Connection) -> list[StoredEntry]:
             # Each customer's oldest pending entry, when it is due and nobody holds a live lease.
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM outbox_entries WHERE seq IN ("
-                "  SELECT MIN(seq) FROM outbox_entries WHERE state = 'pending' GROUP BY customer_id"
-                ") AND next_attempt_at <= ? AND lease_until <= ? ORDER BY seq LIMIT ?",
-                (now, now, limit),
-            ).fetchall()
+            rows: list[Any] = []
+            for heads, values in _claim_sources(now, environment, db):
+                rows = db.execute(
+                    f"WITH RECURSIVE {heads} SELECT {_SQL.columns} FROM outbox_entries WHERE seq IN "
+                    "(SELECT seq FROM heads) AND next_attempt_at <= ? AND lease_until <= ? ORDER BY seq LIMIT ?",
+                    (*values, now, now, limit),
+                ).fetchall()
+                if len(rows) >= limit:
+                    break
             db.executemany(
                 "UPDATE outbox_entries SET lease_until = ? WHERE id = ?",
                 [(now + lease_seconds, row[0]) for row in rows],
             )
-            return [_entry(row) for row in rows]
+            return [entry_from_row(row) for row in rows]
 
         return await self._write(claim)
 
     async def mark_sent(self, entry_id: str, *, record_id: str) -> None:
-        await self._update(
-            "state = 'sent', record_id = ?, error = NULL, error_code = NULL, lease_until = 0", (record_id,), entry_id
-        )
+        await self._execute(*_SQL.update(entry_id, sent_changes(record_id)))
 
     async def retry_later(
         self, entry_id: str, *, at: float, attempts: int, error: str | None, error_code: str | None
     ) -> None:
-        await self._update(
-            "next_attempt_at = ?, attempts = ?, error = ?, error_code = ?, lease_until = 0",
-            (at, attempts, error, error_code),
-            entry_id,
+        await self._execute(
+            *_SQL.update(entry_id, retry_changes(at=at, attempts=attempts, error=error, error_code=error_code))
         )
 
     async def mark_dead(
         self, entry_id: str, *, error: str, error_code: str | None, needs_reconciliation: bool = False
     ) -> None:
-        await self._update(
-            "state = 'dead', error = ?, error_code = ?, needs_reconciliation = ?, lease_until = 0",
-            (error, error_code, int(needs_reconciliation)),
-            entry_id,
-        )
+        changes = dead_changes(error=error, error_code=error_code, needs_reconciliation=needs_reconciliation)
+        await self._execute(*_SQL.update(entry_id, changes))
 
     async def requeue(self, entry_id: str, *, now: float) -> bool:
-        def requeue(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                "UPDATE outbox_entries SET state = 'pending', next_attempt_at = ?, attempts = 0, error = NULL, "
-                "error_code = NULL, needs_reconciliation = 0, lease_until = 0 WHERE id = ? AND state = 'dead'",
-                (now, entry_id),
-            )
-            return cursor.rowcount == 1
+        return await self._execute(*_SQL.update(entry_id, requeue_changes(now), only_if_state="dead")) == 1
 
-        return await self._write(requeue)
+    async def has_pending(self, *, environment: str | None = None) -> bool:
+        def has_pending(db: sqlite3.Connection) -> bool:
+            return db.execute(*_SQL.any_pending(environment)).fetchone() is not None
+
+        return await self._run(has_pending)
+
+    async def prune(self, *, sent_before: float) -> int:
+        return await self._execute(*_SQL.prune(sent_before))
 
     async def get(self, entry_id: str) -> StoredEntry | None:
         def get(db: sqlite3.Connection) -> StoredEntry | None:
-            row = db.execute(f"SELECT {_COLUMNS} FROM outbox_entries WHERE id = ?", (entry_id,)).fetchone()
-            return None if row is None else _entry(row)
+            row = db.execute(_SQL.select_by_id(), (entry_id,)).fetchone()
+            return None if row is None else entry_from_row(row)
 
         return await self._run(get)
 
     async def dead_letters(self, *, limit: int = 1000) -> Sequence[StoredEntry]:
         def dead(db: sqlite3.Connection) -> list[StoredEntry]:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM outbox_entries WHERE state = 'dead' ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
-            return [_entry(row) for row in rows]
+            return [entry_from_row(row) for row in db.execute(_SQL.dead_letters(), (limit,)).fetchall()]
 
         return await self._run(dead)
 
-    async def stats(self, *, now: float) -> StoreStats:
+    async def stats(self, *, now: float, environment: str | None = None) -> StoreStats:
         def stats(db: sqlite3.Connection) -> StoreStats:
-            pending, in_flight, oldest = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(lease_until > ?), 0), MIN(created_at) FROM outbox_entries "
-                "WHERE state = 'pending'",
-                (now,),
-            ).fetchone()
-            (dead,) = db.execute("SELECT COUNT(*) FROM outbox_entries WHERE state = 'dead'").fetchone()
+            pending, in_flight, oldest, dead = db.execute(*_SQL.stats(now=now, environment=environment)).fetchone()
             return StoreStats(pending=pending, dead=dead, in_flight=in_flight, oldest_pending_at=oldest)
 
         return await self._run(stats)
@@ -219,6 +197,7 @@ class SqliteStore:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = FULL")
                 db.executescript(_SCHEMA)
+                _add_missing_columns(db)
             except (OSError, sqlite3.Error) as error:
                 raise ConfigurationError(
                     f"cannot open the outbox file {str(self.path)!r} ({error}); give a path in an existing, "
@@ -248,8 +227,32 @@ class SqliteStore:
 
         return await self._run(write)
 
-    async def _update(self, assignments: str, values: tuple[object, ...], entry_id: str) -> None:
-        def update(db: sqlite3.Connection) -> None:
-            db.execute(f"UPDATE outbox_entries SET {assignments} WHERE id = ?", (*values, entry_id))
+    async def _execute(self, sql: str, values: tuple[object, ...]) -> int:
+        """One statement in its own write transaction; the number of rows it changed."""
 
-        await self._write(update)
+        def execute(db: sqlite3.Connection) -> int:
+            return db.execute(sql, values).rowcount
+
+        return await self._write(execute)
+
+
+def _claim_sources(
+    now: float, environment: str | None, db: sqlite3.Connection
+) -> Iterator[tuple[str, tuple[object, ...]]]:
+    """Where a claim looks: the earliest-due window, then, if that window is full and yet held
+    too few heads, every customer's head."""
+    yield _SQL.due_heads(now, environment)
+    if db.execute(*_SQL.due_count(now, environment)).fetchone()[0] >= _SQL.WINDOW:
+        yield _SQL.heads(environment)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a file made by an earlier version up to date (a new column, nullable)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(outbox_entries)")}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in present:
+            try:
+                db.execute(f"ALTER TABLE outbox_entries ADD COLUMN {name} {kind}")  # constants only
+            except sqlite3.OperationalError as error:
+                if "duplicate column" not in str(error):  # another process added it just now
+                    raise

@@ -8,7 +8,7 @@ store and tests need no clock of their own.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -21,7 +21,12 @@ __all__ = [
     "OutboxStore",
     "StoreStats",
     "StoredEntry",
+    "dead_changes",
+    "environment_of",
     "full_error",
+    "requeue_changes",
+    "retry_changes",
+    "sent_changes",
 ]
 
 
@@ -67,11 +72,58 @@ class StoredEntry:
     error: str | None = None
     error_code: str | None = None
     needs_reconciliation: bool = False
+    trace_parent: str | None = None  # W3C traceparent of the span that stored it, if traced
 
     @property
     def size(self) -> int:
         """What the entry counts against `max_bytes`."""
         return len(self.body.encode("utf-8")) + len(self.idempotency_key)
+
+    @property
+    def environment(self) -> str:
+        return environment_of(self.idempotency_key)
+
+
+def environment_of(idempotency_key: str) -> str:
+    """The environment an entry belongs to: its key's prefix (``sandbox:...``), set at enqueue.
+
+    Only a client of that environment may send it: the key names the environment, so any other
+    client would refuse it as input to fix, and the entry would be given up for nothing.
+    """
+    return idempotency_key.split(":", 1)[0]
+
+
+# A store's state changes, in one place: each store applies them its own way (a dict update,
+# an UPDATE statement). Every change also releases the entry's claim.
+Changes = Mapping[str, object]
+
+
+def sent_changes(record_id: str) -> Changes:
+    return {"state": EntryState.SENT, "record_id": record_id, "error": None, "error_code": None}
+
+
+def retry_changes(*, at: float, attempts: int, error: str | None, error_code: str | None) -> Changes:
+    return {"next_attempt_at": at, "attempts": attempts, "error": error, "error_code": error_code}
+
+
+def dead_changes(*, error: str, error_code: str | None, needs_reconciliation: bool) -> Changes:
+    return {
+        "state": EntryState.DEAD,
+        "error": error,
+        "error_code": error_code,
+        "needs_reconciliation": needs_reconciliation,
+    }
+
+
+def requeue_changes(now: float) -> Changes:
+    return {
+        "state": EntryState.PENDING,
+        "next_attempt_at": now,
+        "attempts": 0,
+        "error": None,
+        "error_code": None,
+        "needs_reconciliation": False,
+    }
 
 
 @attrs.frozen
@@ -98,8 +150,11 @@ class OutboxStore(Protocol):
         entries would exceed either limit."""
         ...
 
-    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> Sequence[StoredEntry]:
-        """Up to `limit` entries ready to send, oldest first, leased until ``now + lease_seconds``."""
+    async def claim(
+        self, *, now: float, limit: int, lease_seconds: float, environment: str | None = None
+    ) -> Sequence[StoredEntry]:
+        """Up to `limit` entries ready to send, oldest first, leased until ``now + lease_seconds``;
+        only entries of `environment` (``"sandbox"``/``"production"``) when given."""
         ...
 
     async def mark_sent(self, entry_id: str, *, record_id: str) -> None: ...
@@ -124,6 +179,16 @@ class OutboxStore(Protocol):
         """Dead entries, oldest first."""
         ...
 
-    async def stats(self, *, now: float) -> StoreStats: ...
+    async def stats(self, *, now: float, environment: str | None = None) -> StoreStats:
+        """Counts over every entry, or over `environment`'s."""
+        ...
+
+    async def has_pending(self, *, environment: str | None = None) -> bool:
+        """Whether any entry (of `environment`) is pending: cheaper than `stats` on a long backlog."""
+        ...
+
+    async def prune(self, *, sent_before: float) -> int:
+        """Forget sent entries stored before `sent_before`; returns how many."""
+        ...
 
     async def aclose(self) -> None: ...

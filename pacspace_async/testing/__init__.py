@@ -12,14 +12,16 @@ fixtures: ``pacspace_emulator``, ``pacspace_client``, ``pacspace_emulator_thread
 
 from ._deliveries import DeliveryAttempt, WebhookDeliveryRecord
 from ._emulator import Emulator
-from ._faults import FAULT_KINDS, Faults
+from ._faults import FAULT_KINDS, Faults, HeldAnswers
 from ._keys import PERMISSIONS
 from ._merkle import canonical_json, keccak256, leaf_hash, merkle_root, node_hash
+from ._outage import OUTAGE_KINDS, Outage
 from ._records import EmulatedCheckpoint, EmulatedDelta, RequestRecord
 from ._settings import FailRule
 
 __all__ = [
     "FAULT_KINDS",
+    "OUTAGE_KINDS",
     "PERMISSIONS",
     "DeliveryAttempt",
     "EmulatedCheckpoint",
@@ -27,6 +29,8 @@ __all__ = [
     "Emulator",
     "FailRule",
     "Faults",
+    "HeldAnswers",
+    "Outage",
     "RequestRecord",
     "WebhookDeliveryRecord",
     "canonical_json",

@@ -24,11 +24,12 @@ from .._environments import Environment
 from ._app import Backend, build_app
 from ._clocks import now_utc
 from ._deliveries import Dispatcher, WebhookDeliveryRecord
-from ._faults import FaultPlan, Faults
+from ._faults import FaultPlan, Faults, HeldAnswers
 from ._ids import Ids
 from ._keys import KeyRecord, new_key
 from ._ledger import Ledger
 from ._merkle import require_keccak
+from ._outage import OUTAGE_KINDS, Listener, Outage, OutageSwitch
 from ._pipeline import IdempotencyStore, RateLimiter
 from ._records import EmulatedCheckpoint, EmulatedDelta, RequestRecord, snapshot_checkpoint, snapshot_delta
 from ._serverlog import server_logger
@@ -70,6 +71,7 @@ class Emulator:
     `idempotency_pending_seconds` (the wait a 202 IDEMPOTENCY_PENDING answer asks for);
     `allowance` (deltas per environment before writes get 402; None: unlimited);
     `webhook_retry_delays` (waits between delivery attempts); `ports` (default: free ports).
+    `outage()` takes it down for a while; `hold_answers()` keeps answers back after the write.
     """
 
     def __init__(
@@ -122,6 +124,8 @@ class Emulator:
         )
         self._settlement = Settlement(ledgers=self._ledgers, dispatcher=self._dispatcher, settings=self, now=self._now)
         self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
+        self._switch = OutageSwitch(lambda: self._listeners, self._plan)
         self._urls: dict[Environment, str] = {}
         self._backend = Backend(
             settings=self,
@@ -160,11 +164,13 @@ class Emulator:
                 runner = web.AppRunner(app, access_log=None, logger=server_logger(), shutdown_timeout=1.0)
                 await runner.setup()
                 self._runners.append(runner)
-                site = web.TCPSite(runner, self.host, self._ports.get(environment, 0))
-                await site.start()
-                port = runner.addresses[0][1]
+                assert runner.server is not None  # set up above
+                # Our own listening socket (not an aiohttp site): an outage closes it and binds
+                # the same port again.
+                listener = await Listener.open(runner.server, self.host, self._ports.get(environment, 0))
+                self._listeners.append(listener)
                 host = f"[{self.host}]" if ":" in self.host else self.host
-                self._urls[environment] = f"http://{host}:{port}"
+                self._urls[environment] = f"http://{host}:{listener.port}"
         except BaseException:
             await self.aclose()
             raise
@@ -175,6 +181,11 @@ class Emulator:
         # Serving stops first: a request still finishing during the cleanup would otherwise
         # schedule a verification (and its webhook) after the timers were cancelled.
         self._settlement.closing = True
+        await self._switch.aclose()
+        self._plan.release_all()  # answers held back go out now rather than at the shutdown timeout
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()
@@ -340,6 +351,36 @@ class Emulator:
         >>> emu.inject("drop_after_write", method="POST", path="/api/v1/balance/delta")
         """
         self._sync(lambda: self._plan.inject(kind, count=count, method=method, path=path, seconds=seconds))
+
+    def outage(self, kind: str = "refuse", *, seconds: float | None = None) -> Outage:
+        """Take the emulator down now, until the `Outage` returned ends (or `seconds` pass).
+
+        ``"refuse"``: the listening sockets close and open connections are cut (clients get
+        connection refused), then the same ports serve again. ``"500"``/``"502"``/``"503"``:
+        every API request gets that status, before anything is done.
+
+        >>> with emu.outage(): ...              # sync; async: ``async with emu.outage("503"):``
+        """
+        if kind not in OUTAGE_KINDS:
+            raise ValueError(f"kind must be one of {OUTAGE_KINDS}, got {kind!r}")
+        seconds = _positive_or_none("seconds", seconds)
+        loop = self._loop
+        if not self._runners or loop is None:
+            raise RuntimeError("the emulator is not running: start it before an outage")
+        number = self._sync(lambda: self._switch.begin(kind, seconds))
+        return Outage(kind, self._switch, number, loop, self._loop_thread)
+
+    def hold_answers(
+        self, *, method: str | None = None, path: str | None = None, count: int | None = None
+    ) -> HeldAnswers:
+        """Carry out the next `count` matching requests (None: all) but keep their answers back
+        until ``release()``: the moment between a write and its acknowledgement, held open.
+
+        >>> with emu.hold_answers(method="POST", path="/api/v1/balance/delta", count=4) as held:
+        ...     ...                             # held.waiting: answers kept back now
+        """
+        hold = self._sync(lambda: self._plan.hold(count=count, method=method, path=path))
+        return HeldAnswers(hold, self._plan, self._sync)
 
     # --- inspection -------------------------------------------------------------------------
 

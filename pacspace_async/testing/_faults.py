@@ -7,12 +7,15 @@ faults for the same seed, whatever order concurrent requests arrive in.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
 
 import attrs
 
-__all__ = ["FAULT_KINDS", "Faults", "FaultPlan", "Injection"]
+__all__ = ["FAULT_KINDS", "FaultPlan", "Faults", "HeldAnswers", "Hold", "Injection"]
 
 FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "drop_before_write", "drop_after_write", "slow")
 """``500``/``502``/``503``: an error answer before anything is done. ``drop_before_write``: the
@@ -81,6 +84,74 @@ class Injection:
         return self.path is None or self.path in (path, template)
 
 
+@attrs.define(eq=False)
+class Hold:
+    """Answers kept back: the next `count` matching requests (None: all) wait, once carried
+    out, until released."""
+
+    count: int | None
+    method: str | None
+    path: str | None
+    caught: int = 0
+    waiting: int = 0
+    released: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def catches(self, method: str, path: str, template: str) -> bool:
+        if self.released.is_set() or self.count == 0:
+            return False
+        if self.method is not None and self.method != method:
+            return False
+        return self.path is None or self.path in (path, template)
+
+    async def wait(self) -> None:
+        self.caught += 1
+        if self.count is not None:
+            self.count -= 1
+        self.waiting += 1
+        try:
+            await self.released.wait()
+        finally:
+            self.waiting -= 1
+
+
+class HeldAnswers:
+    """The handle of `Emulator.hold_answers()`: how many answers wait, and their release.
+
+    >>> with emu.hold_answers(method="POST", path="/api/v1/balance/delta") as held:
+    ...     ...  # requests are carried out; their answers wait here
+    """
+
+    def __init__(self, hold: Hold, plan: FaultPlan, run: Callable[[Callable[[], Any]], Any]) -> None:
+        self._hold = hold
+        self._plan = plan
+        self._run = run  # runs its argument on the emulator's loop
+
+    def __repr__(self) -> str:
+        return f"HeldAnswers(caught={self.caught}, waiting={self.waiting})"
+
+    @property
+    def caught(self) -> int:
+        """Requests caught so far (their answers waiting or released)."""
+        return int(self._run(lambda: self._hold.caught))
+
+    @property
+    def waiting(self) -> int:
+        """Answers waiting now."""
+        return int(self._run(lambda: self._hold.waiting))
+
+    def release(self) -> None:
+        """Send the answers kept back (to whoever still listens) and hold no more."""
+        self._run(lambda: self._plan.release(self._hold))
+
+    def __enter__(self) -> HeldAnswers:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
 @attrs.frozen
 class Decision:
     kind: str
@@ -95,6 +166,8 @@ class FaultPlan:
         self.seed = seed
         self._seen: dict[str, int] = {}
         self._injections: list[Injection] = []
+        self._holds: list[Hold] = []
+        self.outage: str | None = None  # a 5xx kind: every API request gets it while it is set
 
     def inject(
         self,
@@ -112,11 +185,35 @@ class FaultPlan:
             raise ValueError("seconds must be >= 0")
         self._injections.append(Injection(kind, count, method.upper() if method else None, path, seconds))
 
+    def hold(self, *, count: int | None, method: str | None, path: str | None) -> Hold:
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise ValueError(f"count must be a whole number >= 1 or None, got {count!r}")
+        hold = Hold(count, method.upper() if method else None, path)
+        self._holds.append(hold)
+        return hold
+
+    def hold_for(self, method: str, path: str, template: str) -> Hold | None:
+        return next((hold for hold in self._holds if hold.catches(method, path, template)), None)
+
+    def release(self, hold: Hold) -> None:
+        hold.released.set()
+        if hold in self._holds:
+            self._holds.remove(hold)
+
+    def release_all(self) -> None:
+        for hold in list(self._holds):
+            self.release(hold)
+
     def reset(self) -> None:
+        """Forget faults drawn and injected; answers held are released. An outage stays on:
+        its switch ends it."""
         self._seen.clear()
         self._injections.clear()
+        self.release_all()
 
     def decide(self, method: str, path: str, template: str, idempotency_key: str | None) -> Decision | None:
+        if self.outage is not None:
+            return Decision(self.outage)
         for injection in self._injections:
             if injection.matches(method, path, template):
                 injection.count -= 1

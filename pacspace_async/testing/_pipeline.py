@@ -4,8 +4,9 @@ In order, outermost first (`middlewares` builds the list):
 
 1. ``record``: reads the body, opens the request's `Exchange`, appends the `RequestRecord` to
    the request log and stamps ``X-Request-Id`` on the way out.
-2. ``inject_faults``: draws the request's fault; answers 5xx or drops the connection before
-   anything is done, drops it after the write, or delays the answer.
+2. ``inject_faults``: draws the request's fault (every request's, during a 5xx outage);
+   answers 5xx or drops the connection before anything is done, drops it after the write,
+   delays the answer, or keeps the answer back until a test releases it.
 3. ``answer_errors``: turns an `ApiError` into its JSON answer, and an emulator bug into 500.
 4. ``authenticate``: the key (401), its environment (401) and its permission (403).
 5. ``limit_rate``: requests per second per key (429 + Retry-After).
@@ -176,6 +177,9 @@ def inject_faults(plan: FaultPlan) -> Middleware:
         response = await handler(request)
         if decision is not None and fault == "slow" and not exchange.slowed:
             await asyncio.sleep(decision.seconds)  # a replay, a 202/409 or an early error: late too
+        hold = plan.hold_for(request.method, request.path, exchange.route.template)
+        if hold is not None:
+            await hold.wait()  # carried out, its answer kept back until the test releases it
         if fault == "drop_after_write":
             return _drop(request, exchange)
         return response

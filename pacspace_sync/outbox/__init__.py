@@ -94,6 +94,7 @@ class Outbox:
         max_age: timedelta = timedelta(hours=24),
         drain_concurrency: int = 8,
         on_dead_letter: DeadLetterHook | None = None,
+        keep_sent: timedelta = timedelta(days=7),
         clock: OutboxClock | None = None,
     ) -> None:
         self._portal = pac._portal
@@ -105,6 +106,7 @@ class Outbox:
             max_age=max_age,
             drain_concurrency=drain_concurrency,
             on_dead_letter=_off_the_loop(on_dead_letter),
+            keep_sent=keep_sent,
             clock=clock,
         )
 

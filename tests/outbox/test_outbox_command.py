@@ -71,7 +71,7 @@ def test_status_then_drain_sends_each_entry_once(
 
     code, out, err = run(capsys, "status", "--store", store_of(path))
     assert (code, err) == (EXIT_OK, "")
-    assert "pending: 3\n" in out
+    assert "pending: 3 (sandbox 3)\n" in out
     assert "dead: 0\n" in out
     assert "in flight: 0\n" in out
     assert "oldest pending: " in out
@@ -188,7 +188,7 @@ def test_entries_left_pending_after_the_timeout_exit_one(
     assert code == EXIT_FAILED
     assert "pending 1 -> 1" in out
     assert "still pending" in err
-    assert "pending: 1\n" in run(capsys, "status", "--store", store_of(path))[1]
+    assert "pending: 1 (sandbox 1)\n" in run(capsys, "status", "--store", store_of(path))[1]
 
 
 @pytest.mark.parametrize(
@@ -255,3 +255,22 @@ def test_display_url_masks_only_the_password() -> None:
 
 def test_ages_read_as_people_say_them() -> None:
     assert [age(None), age(42.4), age(720), age(3 * 3600 + 1800)] == ["-", "42 s", "12 min", "3.5 h"]
+
+
+def test_status_and_drain_name_each_environments_entries(
+    emu: Emulator, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    fill(emu, key, path, "inv_1", "inv_2")
+    production_key = emu.create_key("production")
+    fill(emu, production_key, path, "inv_3")
+
+    code, out, _ = run(capsys, "status", "--store", store_of(path))
+    assert "pending: 3 (sandbox 2, production 1)\n" in out
+
+    monkeypatch.setenv("PACSPACE_API_KEY", production_key)
+    code, out, err = run(capsys, "drain", "--store", store_of(path), "--timeout", "30")
+    assert (code, err) == (EXIT_OK, "")
+    assert "pending 1 -> 0, dead 0 -> 0" in out
+    assert "2 pending entries belong to the other environment" in out
+    assert [d.reference_id for d in emu.deltas("cust_cmd")] == ["inv_3"]

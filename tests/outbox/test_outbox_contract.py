@@ -6,6 +6,7 @@ import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import attrs
 import pytest
 
 from pacspace_async.errors import ConfigurationError, PacSpaceError
@@ -19,6 +20,7 @@ from pacspace_async.outbox import (
     open_store,
 )
 from pacspace_async.outbox._postgres import PostgresStore
+from pacspace_async.outbox._sql import Dialect
 
 NOW = 1_700_000_000.0
 LEASE = 300.0
@@ -255,3 +257,117 @@ async def test_a_sqlite_file_that_cannot_be_opened_says_how_to_fix_it(tmp_path: 
     store = SqliteStore(tmp_path / "missing-dir" / "o.sqlite3")
     with pytest.raises(ConfigurationError, match="existing, writable directory"):
         await store.add(entry(1), **ROOMY)
+
+
+# --- environments, pruning, trace context, old files -------------------------------------------
+
+
+def production_entry(n: int, customer: str = "cust_a") -> StoredEntry:
+    return StoredEntry(
+        id=f"p{n}",
+        customer_id=customer,
+        idempotency_key=f"production:balance.delta:{n}",
+        body='{"delta":"-1"}',
+        created_at=NOW + n,
+        next_attempt_at=NOW,
+    )
+
+
+async def test_claims_and_stats_can_keep_to_one_environment(store: OutboxStore) -> None:
+    await store.add(entry(1, "cust_a"), **ROOMY)
+    await store.add(production_entry(2, "cust_a"), **ROOMY)  # the same customer id, another environment
+    await store.add(entry(3, "cust_a"), **ROOMY)
+
+    production = await store.claim(now=NOW, limit=10, lease_seconds=LEASE, environment="production")
+    assert [e.id for e in production] == ["p2"]
+    sandbox = await store.claim(now=NOW, limit=10, lease_seconds=LEASE, environment="sandbox")
+    assert [e.id for e in sandbox] == ["e1"]  # its own customer line: e3 waits for e1
+
+    assert (await store.stats(now=NOW, environment="sandbox")).pending == 2
+    assert (await store.stats(now=NOW, environment="production")).pending == 1
+    assert (await store.stats(now=NOW)).pending == 3
+
+
+async def test_prune_forgets_only_old_sent_entries(store: OutboxStore) -> None:
+    for n in (1, 2, 3):
+        await store.add(entry(n, f"cust_{n}"), **ROOMY)
+    await store.mark_sent("e1", record_id="rec_1")
+    await store.mark_sent("e3", record_id="rec_3")
+    await store.mark_dead("e2", error="no", error_code=None)
+
+    assert await store.prune(sent_before=NOW + 2) == 1  # e1 only: e3 is newer, e2 is dead
+    assert await store.get("e1") is None
+    assert (await store.get("e3")) is not None
+    assert [e.id for e in await store.dead_letters()] == ["e2"]
+
+
+async def test_the_limits_count_what_is_unsent_through_every_change(store: OutboxStore) -> None:
+    limits = {"max_entries": 2, "max_bytes": 1_000_000}
+    await store.add(entry(1, "cust_a"), **limits)
+    await store.add(entry(2, "cust_b"), **limits)
+    await store.mark_sent("e1", record_id="rec_1")
+    await store.mark_sent("e1", record_id="rec_1")  # told twice: room is made once
+    await store.prune(sent_before=NOW + 100)  # a sent entry leaving frees nothing more
+    await store.add(entry(3, "cust_c"), **limits)
+    with pytest.raises(OutboxFullError, match="2 entries"):
+        await store.add(entry(4, "cust_d"), **limits)
+    await store.mark_dead("e2", error="no", error_code=None)
+    await store.requeue("e2", now=NOW)  # dead and pending both count
+    with pytest.raises(OutboxFullError):
+        await store.add(entry(4, "cust_d"), **limits)
+    assert (await store.has_pending(environment="sandbox"), await store.has_pending(environment="production")) == (
+        True,
+        False,
+    )
+
+
+async def test_the_trace_context_is_kept_with_the_entry(store: OutboxStore) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await store.add(attrs.evolve(entry(1), trace_parent=parent), **ROOMY)
+    await store.add(entry(2, "cust_b"), **ROOMY)
+
+    claimed = {e.id: e.trace_parent for e in await store.claim(now=NOW, limit=10, lease_seconds=LEASE)}
+    assert claimed == {"e1": parent, "e2": None}
+
+
+async def test_a_sqlite_file_of_an_earlier_version_is_brought_up_to_date(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # the first release's table: no trace_parent column
+        db.execute(
+            "CREATE TABLE outbox_entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+            "customer_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, body TEXT NOT NULL, size INTEGER NOT NULL, "
+            "created_at REAL NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+            "next_attempt_at REAL NOT NULL DEFAULT 0, lease_until REAL NOT NULL DEFAULT 0, record_id TEXT, "
+            "error TEXT, error_code TEXT, needs_reconciliation INTEGER NOT NULL DEFAULT 0)"
+        )
+        db.execute(
+            "INSERT INTO outbox_entries (id, customer_id, idempotency_key, body, size, created_at, state) "
+            "VALUES ('old', 'cust_a', 'sandbox:balance.delta:old', '{}', 30, ?, 'pending')",
+            (NOW,),
+        )
+    store = SqliteStore(path)
+    try:
+        with pytest.raises(OutboxFullError):  # the entries already there count against the limits
+            await store.add(entry(9, "cust_z"), max_entries=1, max_bytes=1_000_000)
+        assert [e.id for e in await store.claim(now=NOW, limit=10, lease_seconds=LEASE)] == ["old"]
+        await store.add(attrs.evolve(entry(1, "cust_b"), trace_parent="00-x"), **ROOMY)
+        assert (await store.get("e1")) is not None
+        assert (await store.get("e1")).trace_parent == "00-x"  # type: ignore[union-attr]
+    finally:
+        await store.aclose()
+
+
+async def test_a_customer_behind_a_long_backlog_of_another_is_still_claimed(
+    store: OutboxStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More due entries of one customer than a claim's first look covers (1024; 8 here): the
+    # second customer's entry, behind them all, must still go out beside the first's oldest.
+    monkeypatch.setattr(Dialect, "WINDOW", 8)
+    for n in range(1, 20):
+        await store.add(entry(n, "cust_a"), **ROOMY)
+    await store.add(entry(20, "cust_b"), **ROOMY)
+
+    assert await ids(store, limit=10) == ["e1", "e20"]
+    assert await ids(store, limit=10) == []  # both in flight; nothing else may go

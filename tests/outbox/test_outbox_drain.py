@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import pytest
 
-from pacspace_async import AsyncPacSpace
+from pacspace_async import APIConnectionError, AsyncPacSpace, ServiceUnavailableError
 from pacspace_async.errors import InvalidArgumentError
 from pacspace_async.outbox import (
     EntryState,
@@ -150,29 +150,44 @@ async def test_lost_answers_and_errors_still_deliver_each_entry_once_in_order(
     assert_recorded_once_in_order(emu, entries)
 
 
-async def test_an_outage_longer_than_the_clients_deadline_is_waited_out(
-    emu: Emulator, clock: VirtualClock, tmp_path: Path
+@pytest.mark.parametrize("kind", ["refuse", "503"], ids=["connections-refused", "503-answers"])
+async def test_an_outage_longer_than_the_clients_deadline_then_recovery_delivers_everything_once(
+    emu: Emulator, clock: VirtualClock, tmp_path: Path, kind: str
 ) -> None:
-    emu.faults = Faults(rate=1.0, kinds=("503",), paths=(DELTA_PATH,))
     async with client(emu, deadline=0.5) as pac, Outbox(pac, tmp_path / "o.sqlite3", clock=clock.clock()) as outbox:
-        entries = await emit_many(outbox, 6)
+        async with emu.outage(kind):
+            entries = await emit_many(outbox, 6)
+            # A plain emit, retrying on its own, gives up when its deadline passes.
+            async with client(emu, max_retries=10, deadline=0.3) as direct:
+                with pytest.raises(APIConnectionError if kind == "refuse" else ServiceUnavailableError):
+                    await direct.balance.emit(customer_id="cust_direct", delta=-1, reason="usage")
 
-        async def refused_a_while() -> bool:
-            return len(posts(emu)) >= 15
+            heads = entries[:3]  # each customer's oldest: the others wait behind it, untried
 
-        await eventually(refused_a_while)
-        stats = await outbox.stats()
-        assert (stats.pending, stats.dead) == (6, 0)
-        assert stats.oldest_pending_age is not None
-        assert stats.oldest_pending_age > 0.5
-        waits = [s for s in clock.sleeps if s > 0]
-        assert waits
-        assert max(waits) <= MAX_RETRY_DELAY
+            async def tried_again_and_again() -> bool:
+                stored = [await outbox.get(entry.id) for entry in heads]
+                return all(entry is not None and entry.attempts >= 4 for entry in stored)
 
-        emu.faults = None
+            await eventually(tried_again_and_again)
+            waiting = [await outbox.get(entry.id) for entry in entries[3:]]
+            assert [None if entry is None else entry.attempts for entry in waiting] == [0, 0, 0]
+            stats = await outbox.stats()
+            assert (stats.pending, stats.dead) == (6, 0)
+            assert stats.oldest_pending_age is not None
+            assert stats.oldest_pending_age > 0.5
+            waits = [s for s in clock.sleeps if s > 0]
+            assert waits
+            assert max(waits) <= MAX_RETRY_DELAY
+
         assert await outbox.flush(timeout=30)
 
     assert_recorded_once_in_order(emu, entries)
+    # After the outage each entry was sent once and recorded: no replay was needed.
+    delivered = [r for r in posts(emu) if r.status == 201]
+    assert sorted(r.idempotency_key or "" for r in delivered) == sorted(e.idempotency_key for e in entries)
+    assert not any(r.replayed for r in posts(emu))
+    if kind == "refuse":
+        assert posts(emu) == delivered  # nothing reached the emulator while it was down
 
 
 async def test_a_refusal_to_fix_is_dead_lettered_then_requeued(emu: Emulator, clock: VirtualClock) -> None:
@@ -301,11 +316,13 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.failures = failures
 
-    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> Sequence[StoredEntry]:
+    async def claim(
+        self, *, now: float, limit: int, lease_seconds: float, environment: str | None = None
+    ) -> Sequence[StoredEntry]:
         if self.failures:
             self.failures -= 1
             raise OSError("disk I/O error")
-        return await super().claim(now=now, limit=limit, lease_seconds=lease_seconds)
+        return await super().claim(now=now, limit=limit, lease_seconds=lease_seconds, environment=environment)
 
 
 async def test_a_store_failure_does_not_stop_the_drain(emu: Emulator, clock: VirtualClock) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from pacspace_async import AsyncPacSpace
 from pacspace_async.errors import ConfigurationError
-from pacspace_async.outbox import Outbox, OutboxClock, OutboxEntry, StoredEntry, open_store
+from pacspace_async.outbox import Outbox, OutboxClock, OutboxEntry, OutboxFullError, StoredEntry, open_store
 from pacspace_async.outbox._postgres import PostgresStore, url_without_password
 from pacspace_async.testing import Emulator
 
@@ -89,8 +89,10 @@ class ClaimLog(PostgresStore):
         super().__init__(url)
         self.claimed: list[str] = []
 
-    async def claim(self, *, now: float, limit: int, lease_seconds: float) -> Sequence[StoredEntry]:
-        claimed = await super().claim(now=now, limit=limit, lease_seconds=lease_seconds)
+    async def claim(
+        self, *, now: float, limit: int, lease_seconds: float, environment: str | None = None
+    ) -> Sequence[StoredEntry]:
+        claimed = await super().claim(now=now, limit=limit, lease_seconds=lease_seconds, environment=environment)
         self.claimed += [entry.id for entry in claimed]
         return claimed
 
@@ -137,3 +139,41 @@ async def test_four_workers_drain_one_postgres_outbox_once_in_order(postgres_url
         claims = Counter(entry_id for store in stores for entry_id in store.claimed)
         assert claims == Counter(e.id for e in entries)
         assert all(store.claimed for store in stores)
+
+
+async def test_a_table_of_an_earlier_version_is_brought_up_to_date(postgres_url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as db:
+        # The first release's table: no trace_parent column.
+        await db.execute(
+            "CREATE TABLE pacspace_outbox_entries (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+            "customer_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, body TEXT NOT NULL, size BIGINT NOT NULL, "
+            "created_at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+            "next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0, "
+            "record_id TEXT, error TEXT, error_code TEXT, needs_reconciliation BOOLEAN NOT NULL DEFAULT FALSE)"
+        )
+        await db.execute(
+            "INSERT INTO pacspace_outbox_entries (id, customer_id, idempotency_key, body, size, created_at, state) "
+            "VALUES ('old', 'cust_a', 'sandbox:balance.delta:old', '{}', 30, %s, 'pending')",
+            (NOW,),
+        )
+    store = PostgresStore(postgres_url)
+    try:
+        with pytest.raises(OutboxFullError):  # the entries already there count against the limits
+            await store.add(
+                StoredEntry(id="z", customer_id="c", idempotency_key="sandbox:z", body="{}", created_at=NOW),
+                max_entries=1,
+                max_bytes=10**6,
+            )
+        [old] = await store.claim(now=NOW, limit=10, lease_seconds=300)
+        assert (old.id, old.trace_parent) == ("old", None)
+        entry = StoredEntry(
+            id="new", customer_id="cust_b", idempotency_key="sandbox:k", body="{}", created_at=NOW, trace_parent="00-x"
+        )
+        await store.add(entry, **ROOMY)
+        stored = await store.get("new")
+        assert stored is not None
+        assert stored.trace_parent == "00-x"
+    finally:
+        await store.aclose()

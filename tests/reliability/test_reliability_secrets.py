@@ -4,8 +4,9 @@ Each path is driven for real (against the emulator where it involves the API). E
 person or a log pipeline could see is collected: every log line (tracebacks included) of every
 logger, the ``PACSPACE_LOG`` handler's output, ``str``/``repr`` of every client, key, provider,
 model and error, each error's attributes, exception chain, pickled copy and formatted traceback,
-the CLI's output, and the emulator's request log. No API key secret and no webhook secret may
-appear anywhere in it.
+the CLI's output, the emulator's request log, and everything OpenTelemetry received: every span
+(name, attributes, events, links, status) and metric point, and a console exporter's output. No
+API key secret and no webhook secret may appear anywhere in it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from pacspace_async import (
     NO_KEY,
@@ -52,7 +58,9 @@ from pacspace_async import (
     VerificationTimeoutError,
     WebhookVerificationError,
     WebhookVerifier,
+    _telemetry_setup,
 )
+from pacspace_async._telemetry import current_trace_parent, outbox_send_span, record_outbox_stats
 from pacspace_async.cli import main as cli_main
 from pacspace_async.testing import Emulator
 from pacspace_async.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header
@@ -208,8 +216,42 @@ def cli_runs(scan: Scan, key: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -
     assert run(verify) == 2  # an empty secret in the rotation list
 
 
+class Telemetry:
+    """An OpenTelemetry SDK that keeps every span and metric, and prints spans as the console exporter does.
+
+    Installed for one test as what the SDK takes for OpenTelemetry's global providers (which a
+    process may set only once), so every client of the test reports here, sync ones included.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.spans = InMemorySpanExporter()
+        self.console = io.StringIO()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=self.console)))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        monkeypatch.setattr(_telemetry_setup, "FAST_TRACER_PROVIDER", False)
+        monkeypatch.setattr(_telemetry_setup, "FAST_METER_PROVIDER", False)
+        monkeypatch.setattr(_telemetry_setup, "global_tracer_provider", lambda: self.tracer_provider)
+        monkeypatch.setattr(_telemetry_setup, "global_meter_provider", lambda: self.meter_provider)
+
+    def texts(self) -> list[tuple[str, str]]:
+        """Every span and every metric point as JSON (names, attributes, events, links, status)."""
+        shown = [(f"span {span.name}", span.to_json()) for span in self.spans.get_finished_spans()]
+        data = self.reader.get_metrics_data()
+        shown.append(("metrics", data.to_json() if data is not None else ""))
+        shown.append(("console exporter", self.console.getvalue()))
+        return shown
+
+    def close(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
 async def test_no_failure_path_shows_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PACSPACE_LOG", "debug")
+    telemetry = Telemetry(monkeypatch)
     package_logger = logging.getLogger("pacspace")
     handlers_before = list(package_logger.handlers)
     level_before = package_logger.level
@@ -219,9 +261,12 @@ async def test_no_failure_path_shows_a_secret(tmp_path: Path, monkeypatch: pytes
     with DebugLogs() as logs:
         try:
             async with Emulator(verify_delay=None) as emu:
-                await drive_every_failure(emu, scan, secrets, tmp_path, monkeypatch, env_log, handlers_before)
+                await drive_every_failure(
+                    emu, scan, secrets, tmp_path, monkeypatch, env_log, handlers_before, telemetry
+                )
                 scan.see(emu, emu.requests, emu.deltas(), emu.checkpoints(), emu.deliveries)
         finally:
+            telemetry.close()
             for handler in package_logger.handlers:
                 if handler not in handlers_before:
                     package_logger.removeHandler(handler)
@@ -255,7 +300,16 @@ async def test_no_failure_path_shows_a_secret(tmp_path: Path, monkeypatch: pytes
     assert "-> 201" in env_log.getvalue()
     assert len(secrets) >= 10
     assert all(len(secret) >= 16 for secret in secrets)
+    # The telemetry scan is only worth something if the failures reached it.
+    spans = telemetry.spans.get_finished_spans()
+    error_types = {(span.attributes or {}).get("error.type") for span in spans}
+    assert {"API_KEY_REVOKED", "INVALID_API_KEY", "RATE_LIMITED", "APIConnectionError"} <= error_types, error_types
+    assert any(span.links for span in spans)
+    assert any(span.events for span in spans)
+    assert "pacspace.key_id" in telemetry.console.getvalue()
+    assert '"pacspace.client.retries"' in telemetry.texts()[-2][1]
     shown = [("log", line) for line in logs.lines] + [("PACSPACE_LOG", env_log.getvalue())] + scan.texts
+    shown += telemetry.texts()
     assert leaks(secrets, shown) == []
     assert leaks(secrets, scan.hidden) == []
 
@@ -268,6 +322,7 @@ async def drive_every_failure(
     monkeypatch: pytest.MonkeyPatch,
     env_log: io.StringIO,
     handlers_before: list[logging.Handler],
+    telemetry: Telemetry,
 ) -> None:
     def new_key(**options: Any) -> str:
         key = emu.create_key(**options)
@@ -472,8 +527,23 @@ async def drive_every_failure(
     logging.getLogger("pacspace").info("agent configured with %s", key)
     logging.getLogger("pacspace").info(f"agent configured with {key}")
 
+    await outbox_telemetry(emu, secrets, telemetry)
     webhook_failures(scan)
     cli_runs(scan, key, tmp, monkeypatch)
+
+
+async def outbox_telemetry(emu: Emulator, secrets: list[str], telemetry: Telemetry) -> None:
+    """What the outbox reports: a send linked to its enqueuer, and its gauges (a URL with a password)."""
+    key = emu.create_key()
+    secrets.append(secret_of(key))
+    tracer = telemetry.tracer_provider.get_tracer("agent")
+    async with AsyncPacSpace(key, base_urls=emu.base_urls) as pac:
+        traced = pac._copy(pac._requester.with_settings(send_traceparent=True), None)
+        with tracer.start_as_current_span("enqueue"):
+            stored = current_trace_parent()
+        with outbox_send_span(stored):
+            await traced.balance.emit(customer_id="cust_outbox", delta=1, reason="x")
+    record_outbox_stats(store=f"postgresql://app:{secrets[0]}@db/outbox", pending=1, oldest_age=3.0)
 
 
 def record_period(emu: Emulator) -> str:

@@ -104,7 +104,7 @@ def test_16_threads_401_and_403_are_never_retried(thread_emulator: Emulator, ref
     hooked: list[PacSpaceError] = []
     lock = threading.Lock()
 
-    def on_auth_error(error: PacSpaceError) -> None:  # a sync hook, on the client's loop thread
+    def on_auth_error(error: PacSpaceError) -> None:  # a sync hook, inside the client's event loop
         with lock:
             hooked.append(error)
 
@@ -160,8 +160,10 @@ def test_16_threads_raise_a_wait_above_max_retry_after_at_once(thread_emulator: 
         elapsed = time.monotonic() - started
     assert waits == []  # nobody slept: the wait (~2 s) was raised at once
     assert elapsed < 1.9  # loosely: a shared 2-core machine may be slow to run 64 calls
-    # The first wave (one call per thread) reached the server; the gate refused the rest unsent.
-    assert len(delta_requests(emu.requests)) <= 16
+    # The first wave (one call per thread) reached the server, plus at most the next call of the
+    # one thread whose first call succeeded (it may go out before any 429 has closed the gate);
+    # the gate refused the rest unsent.
+    assert len(delta_requests(emu.requests)) <= 16 + 1
     check_ledger(calls, emu.deltas())
     failed = [call.error for call in calls if call.record is None]
     assert len(failed) == len(calls) - 1
