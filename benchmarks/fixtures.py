@@ -140,13 +140,18 @@ class ServerProcess:
         return self._command("reset-peak")
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            try:
-                stdin = self._process.stdin
-                assert stdin is not None
-                stdin.write("quit\n")
-                stdin.flush()
-                self._process.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self._process.kill()
-                self._process.wait()
+        stop_child(self._process)
+
+
+def stop_child(process: subprocess.Popen[str]) -> None:
+    """Ask a helper process (server, proxy) to quit on its stdin; kill it if it does not."""
+    if process.poll() is None:
+        try:
+            stdin = process.stdin
+            assert stdin is not None
+            stdin.write("quit\n")
+            stdin.flush()
+            process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .clients import Variant
-from .fixtures import ServerProcess, TLSMaterial, cert_env
+from .fixtures import ServerProcess, TLSMaterial, cert_env, stop_child
 
 __all__ = ["NETWORK_MODES", "RTTS_MS", "ProxyProcess", "network_variants", "variant_key"]
 
@@ -56,16 +56,7 @@ class ProxyProcess:
         self.pid: int = hello["pid"]
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            try:
-                stdin = self._process.stdin
-                assert stdin is not None
-                stdin.write("quit\n")
-                stdin.flush()
-                self._process.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self._process.kill()
-                self._process.wait()
+        stop_child(self._process)
 
 
 def _port(url: str) -> int:

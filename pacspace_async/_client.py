@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import ssl as _ssl
 from collections.abc import Mapping
@@ -31,8 +30,8 @@ from ._errors import (
     error_message,
     reworded,
 )
-from ._logging import configure_from_env, logger
-from ._requester import APIResponse, AuthErrorHook, Clock, Requester, Settings
+from ._logging import configure_from_env
+from ._requester import APIResponse, AuthErrorHook, Clock, Requester, Settings, tell_auth_hook
 from ._retry import RetryPolicy
 from ._transport import Transport
 from .models.verify import ProofVerification
@@ -70,19 +69,6 @@ async def probe_key(requester: Requester, key: ApiKey, key_in_use: str | None = 
         keeps = "" if key_in_use is None else f"; {key_in_use} stays in use"
         said = error_message(error.body, error.status)
         raise reworded(error, f"PacSpace refused the key {key.key_id} ({said}){keeps}") from None
-
-
-async def _tell_operator(settings: Settings, error: APIStatusError) -> None:
-    """`on_auth_error` for a refused probe: a key provider's new key is refused."""
-    hook = settings.on_auth_error
-    if hook is None:
-        return
-    try:
-        result = hook(error)
-        if inspect.isawaitable(result):
-            await result
-    except Exception as exc:  # the hook must not stop the client from going on with its key
-        logger.warning("on_auth_error hook raised %s: %s", type(exc).__name__, exc)
 
 
 class AsyncPacSpace:
@@ -150,7 +136,7 @@ class AsyncPacSpace:
             return await probe_key(requester, key, key_in_use)
 
         async def notify(error: APIStatusError) -> None:
-            await _tell_operator(settings, error)
+            await tell_auth_hook(settings, error)
 
         credentials.attach_probe(probe, notify)
         self._setup(requester, webhooks, None)

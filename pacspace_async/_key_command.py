@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import sys
 from typing import Any, TextIO
 
+from ._cli_args import seconds
 from ._credentials import API_KEY_VARIABLE, ApiKey
 from ._errors import (
     APIStatusError,
@@ -47,16 +47,6 @@ exit codes:
   3  check: PacSpace could not be reached, or answered with another error"""
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if math.isnan(value) or value <= 0 or value == math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
-    return value
-
-
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``key`` command to `commands` (the ``add_subparsers()`` of the ``pacspace`` parser)."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -79,7 +69,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     check.add_argument("--base-url", metavar="URL", help="the key's environment's base URL (e.g. the emulator's)")
     check.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"how long to wait for the answer (default {DEFAULT_TIMEOUT:g})",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import sqlite3
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from ._cli_args import seconds
 from ._credentials import API_KEY_VARIABLE, NO_KEY
 from ._environments import Environment
 from ._errors import ConfigurationError, InvalidArgumentError, PacSpaceError
@@ -101,16 +101,6 @@ def _store_url(text: str) -> str:
     )
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if math.isnan(value) or value <= 0 or value == math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
-    return value
-
-
 def _entry_id(text: str) -> str:
     if not text.strip() or any(c.isspace() for c in text):
         raise argparse.ArgumentTypeError(f"expected an entry id such as obx_..., got {text!r}")
@@ -136,7 +126,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     drain = action("drain", f"send what is pending with the key in {API_KEY_VARIABLE}, until none is or --timeout")
     drain.add_argument(
         "--timeout",
-        type=_timeout,
+        type=seconds,
         default=DEFAULT_DRAIN_TIMEOUT,
         metavar="SECONDS",
         help=f"stop after this long; what is left stays stored (default {DEFAULT_DRAIN_TIMEOUT:g})",

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["Requester", "Settings", "Clock", "APIResponse", "AuthErrorHook", "checked_extra_headers"]
+__all__ = ["Requester", "Settings", "Clock", "APIResponse", "AuthErrorHook", "checked_extra_headers", "tell_auth_hook"]
 
 USER_AGENT = f"pacspace-python/{__version__}"
 # The key, the idempotency key and the chain id are the SDK's to set: a chain id of the other
@@ -374,15 +374,21 @@ class Requester:
             return
         if error.status == 401:
             self.credentials.after_auth_failure()
-        hook = self.settings.on_auth_error
-        if hook is None:
-            return
-        try:
-            result = hook(error)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:  # the hook must not hide the auth error from the caller
-            logger.warning("on_auth_error hook raised %s: %s", type(exc).__name__, exc)
+        await tell_auth_hook(self.settings, error)
+
+
+async def tell_auth_hook(settings: Settings, error: APIStatusError) -> None:
+    """Call `on_auth_error` (sync or async) with a refusal; a hook that raises is logged, never
+    lets its error replace the refusal or stop the client going on with its key."""
+    hook = settings.on_auth_error
+    if hook is None:
+        return
+    try:
+        result = hook(error)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        logger.warning("on_auth_error hook raised %s: %s", type(exc).__name__, exc)
 
 
 def _timeout(message: str, method: str, path: str, idempotency_key: str | None, taken: Tally) -> APITimeoutError:
