@@ -231,14 +231,9 @@ class CallTelemetry:
         if span is not None:
             if status is not None:
                 span.set_attribute("http.response.status_code", status)
-            if request_id is not None:
-                span.set_attribute("pacspace.request_id", request_id)
-            replayed = replayed_header(answer_headers)
-            if replayed is not None:
-                span.set_attribute("pacspace.replayed", replayed)
+            _answered(span, request_id, answer_headers)
             if kind is not None:
-                span.set_attribute("error.type", kind)
-                span.set_status(Status(StatusCode.ERROR, kind))
+                _failed(span, kind)
             span.end()
         if self._instruments is not None:
             attributes = dict(self._base)
@@ -294,15 +289,9 @@ class CallTelemetry:
                 span.set_attribute("pacspace.retries", retries)
             if self._gate_wait:
                 span.set_attribute("pacspace.gate.wait", self._gate_wait)
-            if request_id is not None:
-                span.set_attribute("pacspace.request_id", request_id)
-            replayed = replayed_header(answer_headers)
-            if replayed is not None:
-                span.set_attribute("pacspace.replayed", replayed)
+            _answered(span, request_id, answer_headers)
             if error is not None:
-                kind = error_type(error)
-                span.set_attribute("error.type", kind)
-                span.set_status(Status(StatusCode.ERROR, kind))
+                _failed(span, error_type(error))
                 action = getattr(error, "action", None)
                 if action is not None:
                     span.set_attribute("pacspace.error.action", str(getattr(action, "value", action)))
@@ -313,6 +302,21 @@ class CallTelemetry:
 
 
 # --- log correlation and the outbox's helpers ----------------------------------------------------
+
+
+def _answered(span: Span, request_id: str | None, answer_headers: Mapping[str, str] | None) -> None:
+    """What the server said of a call or an attempt: its request id and whether it replayed."""
+    if request_id is not None:
+        span.set_attribute("pacspace.request_id", request_id)
+    replayed = replayed_header(answer_headers)
+    if replayed is not None:
+        span.set_attribute("pacspace.replayed", replayed)
+
+
+def _failed(span: Span, kind: str) -> None:
+    """A failed span: `error.type` and an error status, with no message (it is the server's text)."""
+    span.set_attribute("error.type", kind)
+    span.set_status(Status(StatusCode.ERROR, kind))
 
 
 def log_ids() -> tuple[str, str]:
@@ -375,9 +379,7 @@ def outbox_send_span(trace_parent: str | None, *, tracer_provider: TracerProvide
     try:
         yield
     except BaseException as error:
-        kind = error_type(error)
-        span.set_attribute("error.type", kind)
-        span.set_status(Status(StatusCode.ERROR, kind))
+        _failed(span, error_type(error))
         raise
     finally:
         _context.detach(token)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from yarl import URL
@@ -63,6 +63,8 @@ GATE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # A server's error code goes into `error.type` only when it looks like one: the value is the
 # server's text, and an attribute must stay low-cardinality and free of anything else.
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+V = TypeVar("V")
 
 if AVAILABLE:
     from opentelemetry.metrics import NoOpMeterProvider
@@ -124,19 +126,28 @@ _INSTRUMENTS: dict[int, tuple[object, Instruments]] = {}
 OUTBOX_STATS: dict[str, tuple[int, float | None]] = {}
 
 
+def _per_provider(cache: dict[int, tuple[object, V]], provider: object, build: Callable[[], V]) -> V:
+    """One value per provider (its tracer, its instruments), made on first use: keyed by id,
+    checked by identity, and forgotten past 16 (providers come and go in tests; an application
+    has one)."""
+    found = cache.get(id(provider))
+    if found is not None and found[0] is provider:
+        return found[1]
+    value = build()
+    if len(cache) >= 16:
+        cache.clear()
+    cache[id(provider)] = (provider, value)
+    return value
+
+
 def tracer_for(explicit: TracerProvider | None) -> Tracer | None:
     """The SDK's tracer for this call, or None when nothing would record a span."""
     provider = global_tracer_provider() if explicit is None else explicit
     if provider is None or isinstance(provider, _NO_TRACING):
         return None
-    found = _TRACERS.get(id(provider))
-    if found is not None and found[0] is provider:
-        return found[1]
-    tracer = provider.get_tracer("pacspace", __version__, schema_url=SCHEMA_URL)
-    if len(_TRACERS) >= 16:  # providers come and go in tests; an application has one
-        _TRACERS.clear()
-    _TRACERS[id(provider)] = (provider, tracer)
-    return tracer
+    return _per_provider(
+        _TRACERS, provider, lambda: provider.get_tracer("pacspace", __version__, schema_url=SCHEMA_URL)
+    )
 
 
 def instruments_for(explicit: MeterProvider | None) -> Instruments | None:
@@ -144,11 +155,12 @@ def instruments_for(explicit: MeterProvider | None) -> Instruments | None:
     provider = global_meter_provider() if explicit is None else explicit
     if provider is None or isinstance(provider, _NO_METRICS):
         return None
-    found = _INSTRUMENTS.get(id(provider))
-    if found is not None and found[0] is provider:
-        return found[1]
+    return _per_provider(_INSTRUMENTS, provider, lambda: _make_instruments(provider))
+
+
+def _make_instruments(provider: MeterProvider) -> Instruments:
     meter = provider.get_meter("pacspace", __version__, schema_url=SCHEMA_URL)
-    instruments = Instruments(
+    return Instruments(
         duration=meter.create_histogram(
             "http.client.request.duration",
             unit="s",
@@ -179,10 +191,6 @@ def instruments_for(explicit: MeterProvider | None) -> Instruments | None:
             ),
         ),
     )
-    if len(_INSTRUMENTS) >= 16:
-        _INSTRUMENTS.clear()
-    _INSTRUMENTS[id(provider)] = (provider, instruments)
-    return instruments
 
 
 def _observe_depth(options: CallbackOptions) -> Iterable[Observation]:

@@ -16,15 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigurationError
-from ._sql import ADDED_COLUMNS, COLUMNS, Dialect, entry_from_row
+from ._sql import ADDED_COLUMNS, COLUMNS, Dialect, SqlTransitions, entry_from_row
 from ._store import (
     StoredEntry,
     StoreStats,
-    dead_changes,
     full_error,
-    requeue_changes,
-    retry_changes,
-    sent_changes,
 )
 
 if TYPE_CHECKING:
@@ -97,9 +93,11 @@ def url_without_password(url: str) -> str:
         return url.split("://", 1)[0] + "://****"
 
 
-class PostgresStore:
+class PostgresStore(SqlTransitions):
     """Entries in the table ``pacspace_outbox_entries`` of a Postgres database
     (``postgresql://user:password@host:5432/dbname``), created if missing."""
+
+    _sql = _SQL
 
     def __init__(self, url: str) -> None:
         if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
@@ -135,50 +133,27 @@ class PostgresStore:
         self, *, now: float, limit: int, lease_seconds: float, environment: str | None = None
     ) -> Sequence[StoredEntry]:
         async def claim(db: psycopg.AsyncConnection[Any]) -> list[StoredEntry]:
-            # First the earliest-due window; every customer's head only when that window is full
+            async def take(source: tuple[str, tuple[object, ...]], wanted: int) -> list[Any]:
+                heads, values = source
+                cursor = await db.execute(_claim(heads), (*values, now, now, wanted, now + lease_seconds))
+                return await cursor.fetchall()
+
+            # The earliest-due window first; every customer's head only when that window is full
             # and yet held too few (a few customers with long backlogs): see Dialect.WINDOW.
-            rows: list[Any] = []
-            for source in ("window", "every customer"):
-                if source == "every customer":
-                    due = await (await db.execute(*_SQL.due_count(now, environment))).fetchone()
-                    if due is None or int(due[0]) < _SQL.WINDOW:
-                        break
-                heads, values = _SQL.due_heads(now, environment) if source == "window" else _SQL.heads(environment)
-                cursor = await db.execute(_claim(heads), (*values, now, now, limit - len(rows), now + lease_seconds))
-                rows += await cursor.fetchall()
-                if len(rows) >= limit:
-                    break
+            rows = await take(_SQL.due_heads(now, environment), limit)
+            if len(rows) < limit:
+                due = await (await db.execute(*_SQL.due_count(now, environment))).fetchone()
+                if due is not None and int(due[0]) >= _SQL.WINDOW:
+                    rows += await take(_SQL.heads(environment), limit - len(rows))
             return [entry_from_row(row[1:]) for row in sorted(rows, key=lambda row: int(row[0]))]
 
         return await self._run(claim)
-
-    async def mark_sent(self, entry_id: str, *, record_id: str) -> None:
-        await self._execute(*_SQL.update(entry_id, sent_changes(record_id)))
-
-    async def retry_later(
-        self, entry_id: str, *, at: float, attempts: int, error: str | None, error_code: str | None
-    ) -> None:
-        await self._execute(
-            *_SQL.update(entry_id, retry_changes(at=at, attempts=attempts, error=error, error_code=error_code))
-        )
-
-    async def mark_dead(
-        self, entry_id: str, *, error: str, error_code: str | None, needs_reconciliation: bool = False
-    ) -> None:
-        changes = dead_changes(error=error, error_code=error_code, needs_reconciliation=needs_reconciliation)
-        await self._execute(*_SQL.update(entry_id, changes))
-
-    async def requeue(self, entry_id: str, *, now: float) -> bool:
-        return await self._execute(*_SQL.update(entry_id, requeue_changes(now), only_if_state="dead")) == 1
 
     async def has_pending(self, *, environment: str | None = None) -> bool:
         async def has_pending(db: psycopg.AsyncConnection[Any]) -> bool:
             return await (await db.execute(*_SQL.any_pending(environment))).fetchone() is not None
 
         return await self._run(has_pending)
-
-    async def prune(self, *, sent_before: float) -> int:
-        return await self._execute(*_SQL.prune(sent_before))
 
     async def get(self, entry_id: str) -> StoredEntry | None:
         async def get(db: psycopg.AsyncConnection[Any]) -> StoredEntry | None:

@@ -9,9 +9,17 @@ from typing import Any
 
 import attrs
 
-from ._store import Changes, EntryState, StoredEntry
+from ._store import (
+    Changes,
+    EntryState,
+    StoredEntry,
+    dead_changes,
+    requeue_changes,
+    retry_changes,
+    sent_changes,
+)
 
-__all__ = ["COLUMNS", "Dialect", "entry_from_row"]
+__all__ = ["COLUMNS", "Dialect", "SqlTransitions", "entry_from_row"]
 
 COLUMNS = (
     "id",
@@ -210,3 +218,35 @@ class Dialect:
 
     def prune(self, sent_before: float) -> tuple[str, tuple[object, ...]]:
         return f"DELETE FROM {self.table} WHERE state = 'sent' AND created_at < {self.mark}", (sent_before,)
+
+
+class SqlTransitions:
+    """The state changes both SQL stores make alike: one UPDATE (or DELETE) each, in the store's
+    dialect, run by the store's own `_execute` (a worker thread for SQLite, psycopg for Postgres)."""
+
+    _sql: Dialect
+
+    async def _execute(self, sql: str, values: tuple[object, ...]) -> int:
+        """Run one statement in its own transaction; the number of rows it changed."""
+        raise NotImplementedError
+
+    async def mark_sent(self, entry_id: str, *, record_id: str) -> None:
+        await self._execute(*self._sql.update(entry_id, sent_changes(record_id)))
+
+    async def retry_later(
+        self, entry_id: str, *, at: float, attempts: int, error: str | None, error_code: str | None
+    ) -> None:
+        changes = retry_changes(at=at, attempts=attempts, error=error, error_code=error_code)
+        await self._execute(*self._sql.update(entry_id, changes))
+
+    async def mark_dead(
+        self, entry_id: str, *, error: str, error_code: str | None, needs_reconciliation: bool = False
+    ) -> None:
+        changes = dead_changes(error=error, error_code=error_code, needs_reconciliation=needs_reconciliation)
+        await self._execute(*self._sql.update(entry_id, changes))
+
+    async def requeue(self, entry_id: str, *, now: float) -> bool:
+        return await self._execute(*self._sql.update(entry_id, requeue_changes(now), only_if_state="dead")) == 1
+
+    async def prune(self, *, sent_before: float) -> int:
+        return await self._execute(*self._sql.prune(sent_before))

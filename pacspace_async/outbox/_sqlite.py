@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._errors import ConfigurationError
-from ._sql import ADDED_COLUMNS, Dialect, entry_from_row
+from ._sql import ADDED_COLUMNS, Dialect, SqlTransitions, entry_from_row
 from ._store import (
     StoredEntry,
     StoreStats,
-    dead_changes,
     full_error,
-    requeue_changes,
-    retry_changes,
-    sent_changes,
 )
 
 __all__ = ["DEFAULT_SQLITE_FILE", "SqliteStore"]
@@ -82,8 +78,10 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-class SqliteStore:
+class SqliteStore(SqlTransitions):
     """Entries in a SQLite file (default ``pacspace-outbox.sqlite3`` in the working directory)."""
+
+    _sql = _SQL
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_SQLITE_FILE) -> None:
         self.path = Path(path)
@@ -128,33 +126,11 @@ class SqliteStore:
 
         return await self._write(claim)
 
-    async def mark_sent(self, entry_id: str, *, record_id: str) -> None:
-        await self._execute(*_SQL.update(entry_id, sent_changes(record_id)))
-
-    async def retry_later(
-        self, entry_id: str, *, at: float, attempts: int, error: str | None, error_code: str | None
-    ) -> None:
-        await self._execute(
-            *_SQL.update(entry_id, retry_changes(at=at, attempts=attempts, error=error, error_code=error_code))
-        )
-
-    async def mark_dead(
-        self, entry_id: str, *, error: str, error_code: str | None, needs_reconciliation: bool = False
-    ) -> None:
-        changes = dead_changes(error=error, error_code=error_code, needs_reconciliation=needs_reconciliation)
-        await self._execute(*_SQL.update(entry_id, changes))
-
-    async def requeue(self, entry_id: str, *, now: float) -> bool:
-        return await self._execute(*_SQL.update(entry_id, requeue_changes(now), only_if_state="dead")) == 1
-
     async def has_pending(self, *, environment: str | None = None) -> bool:
         def has_pending(db: sqlite3.Connection) -> bool:
             return db.execute(*_SQL.any_pending(environment)).fetchone() is not None
 
         return await self._run(has_pending)
-
-    async def prune(self, *, sent_before: float) -> int:
-        return await self._execute(*_SQL.prune(sent_before))
 
     async def get(self, entry_id: str) -> StoredEntry | None:
         def get(db: sqlite3.Connection) -> StoredEntry | None:
