@@ -287,7 +287,8 @@ async def test_at_the_limit_a_repeated_emit_still_gets_its_replay(pacspace_clien
 async def test_a_4xx_after_a_lost_attempt_keeps_the_total(pacspace_emulator: Emulator) -> None:
     pacspace_emulator.inject("drop_after_write", method="POST", path=DELTA_PATH)
     policy = ToolPolicy(allow=("*",), max_total="10")
-    async with pacspace_emulator.client(max_retries=2, deadline=0.5) as pac:
+    # Room for the one retry (its backoff is 0.25-0.5 s, jittered), never for the 429's 2 s wait.
+    async with pacspace_emulator.client(max_retries=2, deadline=1.9) as pac:
         result = await call_tool(pac, "pacspace_emit_delta", emit("limited", "-10"), policy=policy)
     assert result["error"]["status"] == 429  # the retry's answer
     assert len(pacspace_emulator.deltas()) == 1  # the first attempt's write
